@@ -1,1 +1,164 @@
-//! (in progress)
+//! The contractor registry (`schemas/contractor.v1.schema.json`): contract window,
+//! home time zone and allowed countries per user. Users absent from the registry
+//! are scored without these rules.
+
+use chrono_tz::Tz;
+use serde::Deserialize;
+
+use crate::hash::FastMap;
+use crate::timefmt::parse_date_or_time_ms;
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ContractorError {
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    #[error("missing required field `{0}`")]
+    Missing(&'static str),
+    #[error("invalid `{field}`: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// One registry record, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contractor {
+    pub user_id: String,
+    pub contract_start_ms: Option<i64>,
+    /// Exclusive end: a `YYYY-MM-DD` end date covers that whole day.
+    pub contract_end_ms: Option<i64>,
+    pub sponsor: Option<String>,
+    pub home_tz: Option<Tz>,
+    /// ISO 3166 alpha-2 codes, upper case; empty = no restriction.
+    pub allowed_countries: Vec<[u8; 2]>,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    user_id: Option<String>,
+    contract_start: Option<String>,
+    contract_end: Option<String>,
+    sponsor: Option<String>,
+    home_timezone: Option<String>,
+    allowed_countries: Option<Vec<String>>,
+}
+
+impl Contractor {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ContractorError> {
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| ContractorError::Json(e.to_string()))?;
+        let user_id = raw
+            .user_id
+            .filter(|u| !u.is_empty())
+            .ok_or(ContractorError::Missing("user_id"))?;
+        let date = |v: Option<String>, field: &'static str, end: bool| -> Result<Option<i64>, ContractorError> {
+            match v {
+                None => Ok(None),
+                Some(s) => {
+                    let ms = parse_date_or_time_ms(&s).ok_or_else(|| ContractorError::Invalid {
+                        field,
+                        reason: format!("expected RFC 3339 or YYYY-MM-DD, got {s:?}"),
+                    })?;
+                    // a bare date as the end means "through that day"
+                    Ok(Some(if end && s.len() == 10 { ms + 86_400_000 } else { ms }))
+                }
+            }
+        };
+        let contract_start_ms = date(raw.contract_start, "contract_start", false)?;
+        let contract_end_ms = date(raw.contract_end, "contract_end", true)?;
+        let home_tz = match raw.home_timezone {
+            None => None,
+            Some(s) => Some(s.parse::<Tz>().map_err(|_| ContractorError::Invalid {
+                field: "home_timezone",
+                reason: format!("unknown IANA time zone {s:?}"),
+            })?),
+        };
+        let mut allowed_countries = Vec::new();
+        for c in raw.allowed_countries.unwrap_or_default() {
+            let b = c.as_bytes();
+            if b.len() != 2 || !b.iter().all(|x| x.is_ascii_alphabetic()) {
+                return Err(ContractorError::Invalid {
+                    field: "allowed_countries",
+                    reason: format!("not an ISO 3166 alpha-2 code: {c:?}"),
+                });
+            }
+            allowed_countries.push([b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()]);
+        }
+        Ok(Contractor {
+            user_id,
+            contract_start_ms,
+            contract_end_ms,
+            sponsor: raw.sponsor,
+            home_tz,
+            allowed_countries,
+        })
+    }
+
+    /// Is the contract active at `time_ms`?
+    pub fn active_at(&self, time_ms: i64) -> bool {
+        self.contract_start_ms.is_none_or(|s| time_ms >= s) && self.contract_end_ms.is_none_or(|e| time_ms < e)
+    }
+
+    pub fn country_allowed(&self, cc: [u8; 2]) -> bool {
+        self.allowed_countries.is_empty() || self.allowed_countries.contains(&cc)
+    }
+}
+
+/// The registry: user id → record. Each pipeline owns its copy (no locks in the hot
+/// path); the Kafka edge applies live updates to every copy.
+#[derive(Debug, Default, Clone)]
+pub struct Registry {
+    by_user: FastMap<Box<str>, Contractor>,
+}
+
+impl Registry {
+    pub fn get(&self, user: &str) -> Option<&Contractor> {
+        self.by_user.get(user)
+    }
+    pub fn upsert(&mut self, c: Contractor) {
+        self.by_user.insert(c.user_id.clone().into_boxed_str(), c);
+    }
+    pub fn remove(&mut self, user: &str) {
+        self.by_user.remove(user);
+    }
+    pub fn len(&self) -> usize {
+        self.by_user.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_user.is_empty()
+    }
+
+    /// Load a JSONL file's contents; returns the records' errors by line (1-based).
+    pub fn load_jsonl(&mut self, text: &str) -> Vec<(usize, ContractorError)> {
+        let mut errors = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match Contractor::parse(line.as_bytes()) {
+                Ok(c) => self.upsert(c),
+                Err(e) => errors.push((i + 1, e)),
+            }
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_applies_window() {
+        let c = Contractor::parse(
+            br#"{"user_id":"u1","contract_start":"2026-01-01","contract_end":"2026-03-31","home_timezone":"Etc/GMT+5","allowed_countries":["pt","ES"]}"#,
+        )
+        .unwrap();
+        let t = |s: &str| crate::timefmt::parse_rfc3339_ms(s).unwrap();
+        assert!(!c.active_at(t("2025-12-31T23:59:59Z")));
+        assert!(c.active_at(t("2026-03-31T23:59:59Z")), "end date is inclusive");
+        assert!(!c.active_at(t("2026-04-01T00:00:00Z")));
+        assert!(c.country_allowed(*b"PT") && !c.country_allowed(*b"US"));
+        assert_eq!(c.home_tz, Some(chrono_tz::Etc::GMTPlus5));
+        assert!(Contractor::parse(br#"{"user_id":"u","home_timezone":"Mars/Olympus"}"#).is_err());
+        assert!(Contractor::parse(br#"{"user_id":"u","contract_end":"soon"}"#).is_err());
+        assert!(Contractor::parse(br#"{"sponsor":"x"}"#).is_err());
+    }
+}

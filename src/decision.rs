@@ -1,1 +1,297 @@
-//! (in progress)
+//! Decisions: what the policy concludes for one event, and their JSON encoding
+//! (`schemas/decision.v1.schema.json`), written straight into a reusable buffer.
+
+use std::io::Write;
+
+use crate::enrich::Enriched;
+use crate::event::AuthEvent;
+use crate::model::{Assessment, Detail, Signal};
+use crate::policy::{Level, Policy};
+use crate::timefmt::write_rfc3339_ms;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecisionKind {
+    Allow,
+    StepUp,
+    Deny,
+}
+
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Allow => "allow",
+            DecisionKind::StepUp => "step_up",
+            DecisionKind::Deny => "deny",
+        }
+    }
+    /// Triggers are published for these.
+    pub fn is_trigger(self) -> bool {
+        self != DecisionKind::Allow
+    }
+}
+
+/// Why a deny happened (hard rules and policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    ContractInactive,
+    CountryNotAllowed,
+    NoRoleForTier,
+    HighRisk,
+}
+
+impl DenyReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::ContractInactive => "contract_inactive",
+            DenyReason::CountryNotAllowed => "country_not_allowed",
+            DenyReason::NoRoleForTier => "no_role_for_tier",
+            DenyReason::HighRisk => "high_risk",
+        }
+    }
+}
+
+/// The outcome of the policy for one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub kind: DecisionKind,
+    pub tier: usize,
+    pub required_aal: u8,
+    pub deny: Option<DenyReason>,
+}
+
+/// Apply the policy to an assessed event.
+pub fn decide(policy: &Policy, ev: &AuthEvent<'_>, a: &Assessment) -> Verdict {
+    let tier_i = policy.tier_of(ev.resource.as_deref());
+    let tier = &policy.tiers[tier_i];
+    let required_aal = tier.required_aal(a.level);
+    let deny = if policy.deny_outside_contract && a.has(Signal::ContractInactive) {
+        Some(DenyReason::ContractInactive)
+    } else if policy.deny_disallowed_country && a.has(Signal::CountryNotAllowed) {
+        Some(DenyReason::CountryNotAllowed)
+    } else if policy.reachable_tiers(ev.groups.iter().map(|g| &**g)) & (1 << tier_i) == 0 {
+        Some(DenyReason::NoRoleForTier)
+    } else if a.level == Level::High && tier.deny_at_high {
+        Some(DenyReason::HighRisk)
+    } else {
+        None
+    };
+    let kind = match deny {
+        Some(_) => DecisionKind::Deny,
+        None if ev.aal >= required_aal => DecisionKind::Allow,
+        None => DecisionKind::StepUp,
+    };
+    Verdict {
+        kind,
+        tier: tier_i,
+        required_aal,
+        deny,
+    }
+}
+
+/// Append `s` as a JSON string literal.
+pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: Option<&[u8]> = match b {
+            b'"' => Some(b"\\\""),
+            b'\\' => Some(b"\\\\"),
+            b'\n' => Some(b"\\n"),
+            b'\r' => Some(b"\\r"),
+            b'\t' => Some(b"\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        match esc {
+            Some(e) => out.extend_from_slice(e),
+            None => {
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+fn num(out: &mut Vec<u8>, x: f64) {
+    let x = if x.is_finite() {
+        (x * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    };
+    let _ = write!(out, "{x}");
+}
+
+fn detail(out: &mut Vec<u8>, r: &crate::model::Reason, en: &Enriched) {
+    let geo = &en.geo;
+    let place = |out: &mut Vec<u8>| {
+        if let Some(c) = &geo.city {
+            let _ = write!(out, "{}, ", c);
+        }
+        let _ = write!(out, "{}", geo.country_str());
+    };
+    let mut s: Vec<u8> = Vec::with_capacity(96);
+    match (r.signal, r.detail) {
+        (Signal::NewCountry, Detail::Novel { logins, known }) => {
+            let _ = write!(
+                s,
+                "first login from {} (knows {known} countries over {logins} logins)",
+                geo.country_str()
+            );
+        }
+        (Signal::NewCity, Detail::Novel { logins, known }) => {
+            s.extend_from_slice(b"first login from ");
+            place(&mut s);
+            let _ = write!(s, " (knows {known} cities over {logins} logins)");
+        }
+        (Signal::NewAsn, Detail::Novel { logins, known }) => {
+            let _ = write!(s, "first login from AS{}", geo.asn);
+            if let Some(o) = &geo.asn_org {
+                let _ = write!(s, " {o}");
+            }
+            let _ = write!(s, " (knows {known} networks over {logins} logins)");
+        }
+        (Signal::NewNetwork, Detail::Novel { logins, .. }) => {
+            let _ = write!(s, "address block not seen in {logins} logins");
+        }
+        (Signal::NewDevice, Detail::Novel { logins, .. }) => {
+            let _ = write!(
+                s,
+                "unrecognised device: {} {} on {} ({}; {logins} logins)",
+                en.ua.browser,
+                en.ua.major,
+                en.ua.os,
+                if en.has_device_id {
+                    "new device_id"
+                } else {
+                    "no device_id"
+                }
+            );
+        }
+        (Signal::NewUserAgent, _) => {
+            let _ = write!(
+                s,
+                "known device, unfamiliar client {} {} on {}",
+                en.ua.browser, en.ua.major, en.ua.os
+            );
+        }
+        (Signal::OddHour, Detail::Hour { local_hour, weekday }) => {
+            const D: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+            let _ = write!(s, "unusual time: {} {:02}h local", D[weekday as usize % 7], local_hour);
+        }
+        (Signal::ImpossibleTravel, Detail::Travel { km, kmh, minutes }) => {
+            let _ = write!(
+                s,
+                "{km} km from the last verified location in {minutes} min ({kmh} km/h)"
+            );
+        }
+        (Signal::FailedBurst, Detail::Failures { count, window_min }) => {
+            let _ = write!(s, "{count} failed logins within {window_min} min");
+        }
+        (Signal::NewUser, Detail::Logins(n)) => {
+            let _ = write!(s, "only {n} trusted logins so far");
+        }
+        (Signal::InfrequentUser, Detail::Logins(n)) => {
+            let _ = write!(s, "rarely logs in ({n} trusted logins)");
+        }
+        (Signal::CountryNotAllowed, _) => {
+            let _ = write!(
+                s,
+                "{} is not among the contractor's allowed countries",
+                geo.country_str()
+            );
+        }
+        (Signal::ContractInactive, Detail::Contract { ended }) => {
+            s.extend_from_slice(if ended {
+                b"contract has ended"
+            } else {
+                b"contract has not started"
+            });
+        }
+        _ => {}
+    }
+    json_str(out, std::str::from_utf8(&s).unwrap_or(""));
+}
+
+/// Encode one decision as a JSON object (no trailing newline).
+pub fn encode(out: &mut Vec<u8>, policy: &Policy, ev: &AuthEvent<'_>, en: &Enriched, a: &Assessment, v: &Verdict) {
+    let tier = &policy.tiers[v.tier];
+    out.extend_from_slice(b"{\"event_id\":");
+    json_str(out, &ev.event_id);
+    out.extend_from_slice(b",\"user_id\":");
+    json_str(out, &ev.user_id);
+    out.extend_from_slice(b",\"time\":\"");
+    write_rfc3339_ms(out, ev.time_ms);
+    out.extend_from_slice(b"\",\"decision\":\"");
+    out.extend_from_slice(v.kind.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"risk\":{\"score\":");
+    num(out, a.score);
+    out.extend_from_slice(b",\"level\":\"");
+    out.extend_from_slice(a.level.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"reasons\":[");
+    for (i, r) in a.reasons().iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"signal\":\"");
+        out.extend_from_slice(r.signal.as_str().as_bytes());
+        out.extend_from_slice(b"\",\"detail\":");
+        detail(out, r, en);
+        out.extend_from_slice(b",\"contribution\":");
+        num(out, r.contribution);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]},\"tier\":");
+    json_str(out, &tier.name);
+    out.extend_from_slice(b",\"current_aal\":");
+    let _ = write!(out, "{}", ev.aal);
+    match v.deny {
+        Some(d) => {
+            out.extend_from_slice(
+                b",\"required_aal\":null,\"methods\":[],\"acr_values\":null,\"max_age\":null,\"deny_reason\":\"",
+            );
+            out.extend_from_slice(d.as_str().as_bytes());
+            out.push(b'"');
+        }
+        None => {
+            let aal = v.required_aal.clamp(1, 3);
+            let _ = write!(out, ",\"required_aal\":{aal},\"methods\":[");
+            for (i, m) in policy.methods[aal as usize - 1].iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(out, m);
+            }
+            out.extend_from_slice(b"],\"acr_values\":");
+            json_str(out, &policy.acr[aal as usize - 1]);
+            let _ = write!(out, ",\"max_age\":{}", tier.max_age);
+        }
+    }
+    if let Some(r) = &ev.resource {
+        out.extend_from_slice(b",\"resource\":");
+        json_str(out, r);
+    }
+    if let Some(s) = &ev.session_id {
+        out.extend_from_slice(b",\"session_id\":");
+        json_str(out, s);
+    }
+    out.extend_from_slice(b",\"expires_at\":\"");
+    write_rfc3339_ms(out, ev.time_ms.saturating_add(tier.max_age as i64 * 1000));
+    out.extend_from_slice(b"\"}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_str;
+
+    #[test]
+    fn escapes_json() {
+        let mut v = Vec::new();
+        json_str(&mut v, "a\"b\\c\n\u{1}é");
+        let s = String::from_utf8(v).unwrap();
+        assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "a\"b\\c\n\u{1}é");
+    }
+}

@@ -1,1 +1,550 @@
-//! (in progress)
+//! The risk model: a likelihood-ratio score in the spirit of Freeman et al.,
+//! "Who Are You? A Statistical Approach to Measuring User Authenticity" (NDSS 2016),
+//! plus explicit signals, each with the contribution it made.
+//!
+//! The score is a sum of log10 likelihood ratios `log10 p(x | attack) / p(x | legit u)`:
+//!
+//! * **Network** (IP /24 → ASN → city → country) and **client** (device → user agent →
+//!   browser → OS → device category) are hierarchical features. We look for the
+//!   coarsest level at which the value is new to the user. For a legitimate user the
+//!   chance of a new value at a level is estimated with the smoothing of the authors'
+//!   reference port, `U / (n + U)` (U = 1 + distinct values seen, n = logins); for an
+//!   attacker drawn from the population (Freeman's assumption) it is the population
+//!   mass outside what the user knows at that level. When nothing is new, the ratio
+//!   uses the population and user frequencies of the finest known value (familiarity
+//!   lowers the score).
+//! * **Hour of week** in the user's local time: uniform for attackers against the
+//!   user's kernel-smoothed histogram (circular, so there is no cliff at midnight).
+//! * **User prior** `p(u | attack) / p(u | legit) = (1/#users) / (n_u/N)`.
+//! * **Explicit signals** with configured weights: impossible travel, failed burst,
+//!   new user, and the hard rules (contract inactive, country not allowed).
+//!
+//! Levels come from configurable thresholds on the total.
+
+use chrono::{Datelike, Timelike};
+use serde::Deserialize;
+
+use crate::baseline::{Feature, GlobalStats, LastLocation, UserBaseline};
+use crate::contractors::Contractor;
+use crate::enrich::{haversine_km, Enriched};
+use crate::event::{AuthEvent, EventKind, Outcome};
+use crate::policy::Level;
+
+/// `[model]` in stepup.toml.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Baseline values unseen for this long age out.
+    pub horizon_days: u32,
+    /// Fewer trusted logins than this: the `new_user` signal.
+    pub new_user_logins: u32,
+    pub max_speed_kmh: f64,
+    /// Hops shorter than this (after subtracting both accuracy radii) never count as travel.
+    pub min_travel_km: f64,
+    pub failed_burst: u32,
+    pub failed_window_min: u32,
+    /// Trusted logins needed before hour-of-week is judged.
+    pub odd_hour_min_logins: u32,
+    /// Score thresholds for the levels.
+    pub medium: f64,
+    pub high: f64,
+    /// A successful login teaches the baseline at this AAL or above...
+    pub learn_min_aal: u8,
+    /// ...or at AAL1 when its risk was low.
+    pub learn_low_risk_aal1: bool,
+    pub weights: Weights,
+}
+
+/// Fixed contributions of explicit signals and multipliers of the ratio terms.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Weights {
+    pub network: f64,
+    pub client: f64,
+    pub hour: f64,
+    pub user_prior: f64,
+    pub impossible_travel: f64,
+    pub failed_burst: f64,
+    pub new_user: f64,
+    pub hard_rule: f64,
+}
+
+impl ModelConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let pos = |name: &str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("model.{name} must be a positive number, got {v}"))
+            }
+        };
+        pos("max_speed_kmh", self.max_speed_kmh)?;
+        pos("min_travel_km", self.min_travel_km)?;
+        pos("medium", self.medium)?;
+        if !(self.high > self.medium) {
+            return Err(format!(
+                "model.high ({}) must be above model.medium ({})",
+                self.high, self.medium
+            ));
+        }
+        if self.horizon_days == 0 {
+            return Err("model.horizon_days must be at least 1".into());
+        }
+        if !(1..=3).contains(&self.learn_min_aal) {
+            return Err("model.learn_min_aal must be 1, 2 or 3".into());
+        }
+        Ok(())
+    }
+
+    pub fn level(&self, score: f64) -> Level {
+        if score >= self.high {
+            Level::High
+        } else if score >= self.medium {
+            Level::Medium
+        } else {
+            Level::Low
+        }
+    }
+}
+
+/// The named signals. The discriminant is a bit in [`Assessment::signals`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Signal {
+    NewCountry = 0,
+    NewCity,
+    NewAsn,
+    NewNetwork,
+    NewDevice,
+    NewUserAgent,
+    OddHour,
+    ImpossibleTravel,
+    FailedBurst,
+    NewUser,
+    InfrequentUser,
+    CountryNotAllowed,
+    ContractInactive,
+}
+
+impl Signal {
+    pub const ALL: [Signal; 13] = [
+        Signal::NewCountry,
+        Signal::NewCity,
+        Signal::NewAsn,
+        Signal::NewNetwork,
+        Signal::NewDevice,
+        Signal::NewUserAgent,
+        Signal::OddHour,
+        Signal::ImpossibleTravel,
+        Signal::FailedBurst,
+        Signal::NewUser,
+        Signal::InfrequentUser,
+        Signal::CountryNotAllowed,
+        Signal::ContractInactive,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::NewCountry => "new_country",
+            Signal::NewCity => "new_city",
+            Signal::NewAsn => "new_asn",
+            Signal::NewNetwork => "new_network",
+            Signal::NewDevice => "new_device",
+            Signal::NewUserAgent => "new_user_agent",
+            Signal::OddHour => "odd_hour",
+            Signal::ImpossibleTravel => "impossible_travel",
+            Signal::FailedBurst => "failed_burst",
+            Signal::NewUser => "new_user",
+            Signal::InfrequentUser => "infrequent_user",
+            Signal::CountryNotAllowed => "country_not_allowed",
+            Signal::ContractInactive => "contract_inactive",
+        }
+    }
+
+    pub fn is_hard_rule(self) -> bool {
+        matches!(self, Signal::CountryNotAllowed | Signal::ContractInactive)
+    }
+}
+
+/// Data for a reason's human-readable detail (rendered at encode time, so the hot
+/// path formats nothing it does not write).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Detail {
+    None,
+    /// Levels known / logins behind the ratio.
+    Novel {
+        logins: u32,
+        known: u32,
+    },
+    Hour {
+        local_hour: u8,
+        weekday: u8,
+    },
+    Travel {
+        km: u32,
+        kmh: u32,
+        minutes: u32,
+    },
+    Failures {
+        count: u32,
+        window_min: u32,
+    },
+    Logins(u32),
+    Contract {
+        ended: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reason {
+    pub signal: Signal,
+    pub contribution: f64,
+    pub detail: Detail,
+}
+
+pub const MAX_REASONS: usize = 8;
+
+/// The model's verdict on one event.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub score: f64,
+    pub level: Level,
+    reasons: [Reason; MAX_REASONS],
+    n_reasons: usize,
+    /// Bit set of [`Signal`]s that fired.
+    pub signals: u16,
+    /// Local hour of week used (for learning).
+    pub hour_of_week: Option<u8>,
+}
+
+impl Assessment {
+    fn new() -> Self {
+        Assessment {
+            score: 0.0,
+            level: Level::Low,
+            reasons: [Reason {
+                signal: Signal::NewUser,
+                contribution: 0.0,
+                detail: Detail::None,
+            }; MAX_REASONS],
+            n_reasons: 0,
+            signals: 0,
+            hour_of_week: None,
+        }
+    }
+
+    fn add(&mut self, signal: Signal, contribution: f64, detail: Detail) {
+        self.score += contribution;
+        self.signals |= 1 << signal as u8;
+        if self.n_reasons < MAX_REASONS {
+            self.reasons[self.n_reasons] = Reason {
+                signal,
+                contribution,
+                detail,
+            };
+            self.n_reasons += 1;
+        }
+    }
+
+    /// The reasons that drove the decision, largest contribution first.
+    pub fn reasons(&self) -> &[Reason] {
+        &self.reasons[..self.n_reasons]
+    }
+
+    pub fn has(&self, s: Signal) -> bool {
+        self.signals & (1 << s as u8) != 0
+    }
+
+    pub fn hard_rule(&self) -> Option<Signal> {
+        [Signal::ContractInactive, Signal::CountryNotAllowed]
+            .into_iter()
+            .find(|s| self.has(*s))
+    }
+}
+
+fn log10_ratio(p_attack: f64, p_legit: f64) -> f64 {
+    (p_attack.max(1e-9) / p_legit.max(1e-9)).log10()
+}
+
+/// Population share of `key` at level `f` (Laplace-smoothed).
+fn p_global(g: &GlobalStats, f: Feature, key: u64) -> f64 {
+    (g.count(f, key) as f64 + 1.0) / (g.total(f) as f64 + g.distinct(f) as f64 + 1.0)
+}
+
+/// Population mass an attacker would land in *outside* what the user knows at level `f`.
+fn p_outside_known(g: &GlobalStats, b: &UserBaseline, f: Feature) -> f64 {
+    let known: f64 = b.entries(f).iter().map(|e| p_global(g, f, e.key)).sum();
+    (1.0 - known).clamp(0.02, 1.0)
+}
+
+/// Hierarchical likelihood-ratio term. `levels` go coarsest first with the event's
+/// key at each level; returns (log10 ratio, index of the coarsest new level or None).
+fn hierarchy_term(g: &GlobalStats, b: &UserBaseline, levels: &[(Feature, u64)]) -> (f64, Option<usize>) {
+    let n = b.logins.max(1) as f64;
+    for (i, &(f, key)) in levels.iter().enumerate() {
+        if key == 0 {
+            continue; // unknown at this level (no geo / no UA): no evidence either way
+        }
+        if b.count(f, key) == 0 {
+            let u = 1.0 + b.distinct(f) as f64;
+            let p_legit = u / (n + u);
+            let p_attack = if i == 0 {
+                p_outside_known(g, b, f)
+            } else {
+                // the attacker landed inside the user's known parent value
+                let (pf, pk) = levels[i - 1];
+                if pk == 0 {
+                    p_outside_known(g, b, f)
+                } else {
+                    p_global(g, pf, pk).clamp(0.02, 1.0)
+                }
+            };
+            return (log10_ratio(p_attack, p_legit), Some(i));
+        }
+    }
+    // Everything known: familiarity at the finest level with evidence.
+    let Some(&(f, key)) = levels.iter().rev().find(|(_, k)| *k != 0) else {
+        return (0.0, None);
+    };
+    let c = b.count(f, key) as f64;
+    let total = b.total(f).max(1) as f64;
+    let u = 1.0 + b.distinct(f) as f64;
+    let p_legit = c / total * (1.0 - u / (total + u));
+    (log10_ratio(p_global(g, f, key), p_legit).clamp(-1.0, 0.0), None)
+}
+
+/// Probability of the hour of week under the user's smoothed histogram.
+fn p_hour(b: &UserBaseline, how: usize) -> f64 {
+    let total: f64 = b.hours.iter().map(|&c| c as f64).sum();
+    if total == 0.0 {
+        return 1.0 / 168.0;
+    }
+    let at = |h: isize| b.hours[h.rem_euclid(168) as usize] as f64;
+    let h = how as isize;
+    // same day, circular kernel ±2h
+    let day = 0.4 * at(h) + 0.2 * (at(h - 1) + at(h + 1)) + 0.1 * (at(h - 2) + at(h + 2));
+    // same hour on the other days of the same kind (weekday vs weekend), ±1h
+    let weekday = how / 24 < 5;
+    let mut same = 0.0;
+    let mut n = 0.0;
+    for d in 0..7isize {
+        if (d < 5) == weekday && d != h / 24 {
+            let x = d * 24 + h % 24;
+            same += 0.5 * at(x) + 0.25 * (at(x - 1) + at(x + 1));
+            n += 1.0;
+        }
+    }
+    let same = if n > 0.0 { same / n } else { 0.0 };
+    let prior = 2.0;
+    (0.6 * day + 0.4 * same + prior / 168.0) / (total + prior)
+}
+
+/// Local hour of week (0 = Monday 00h) of `time_ms` in `tz`.
+pub fn hour_of_week(time_ms: i64, tz: chrono_tz::Tz) -> Option<u8> {
+    let t = chrono::DateTime::from_timestamp_millis(time_ms)?.with_timezone(&tz);
+    Some((t.weekday().num_days_from_monday() * 24 + t.hour()) as u8)
+}
+
+/// Inputs to one assessment.
+pub struct Inputs<'a, 'e> {
+    pub event: &'a AuthEvent<'e>,
+    pub enriched: &'a Enriched,
+    pub baseline: Option<&'a UserBaseline>,
+    pub global: &'a GlobalStats,
+    pub contractor: Option<&'a Contractor>,
+}
+
+/// Score one event. Pure: reads the baseline, changes nothing.
+pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
+    let mut a = Assessment::new();
+    let ev = x.event;
+    let en = x.enriched;
+    let geo = &en.geo;
+
+    // Hard rules first: they hold whatever the history.
+    if let Some(c) = x.contractor {
+        if !c.active_at(ev.time_ms) {
+            let ended = c.contract_end_ms.is_some_and(|e| ev.time_ms >= e);
+            a.add(
+                Signal::ContractInactive,
+                cfg.weights.hard_rule,
+                Detail::Contract { ended },
+            );
+        }
+        if geo.is_known() && !c.country_allowed(geo.country) {
+            a.add(Signal::CountryNotAllowed, cfg.weights.hard_rule, Detail::None);
+        }
+    }
+
+    let tz = x
+        .contractor
+        .and_then(|c| c.home_tz)
+        .or(x.baseline.and_then(|b| b.tz))
+        .or(geo.tz);
+    a.hour_of_week = tz.and_then(|tz| hour_of_week(ev.time_ms, tz));
+
+    let empty = UserBaseline::default();
+    let b = x.baseline.unwrap_or(&empty);
+    let g = x.global;
+    let logins = b.logins;
+
+    if ev.kind == EventKind::Login || ev.ip.is_some() {
+        // Network hierarchy, coarsest first.
+        let net = [
+            (Feature::Country, geo.country_h),
+            (Feature::City, geo.city_h),
+            (Feature::Asn, geo.asn_h),
+            (Feature::Ip, geo.ip_h),
+        ];
+        if logins > 0 && ev.ip.is_some() {
+            let (t, new_at) = hierarchy_term(g, b, &net);
+            let t = t * cfg.weights.network;
+            let signal = match new_at {
+                Some(0) => Some(Signal::NewCountry),
+                Some(1) => Some(Signal::NewCity),
+                Some(2) => Some(Signal::NewAsn),
+                Some(_) => Some(Signal::NewNetwork),
+                None => None,
+            };
+            match signal {
+                Some(s) if t > 0.0 => a.add(
+                    s,
+                    t,
+                    Detail::Novel {
+                        logins,
+                        known: b.distinct(net[new_at.unwrap_or(0)].0) as u32,
+                    },
+                ),
+                _ => a.score += t,
+            }
+        }
+
+        // Client hierarchy: device identity first (a device_id is decisive), then UA levels.
+        let client = [
+            (Feature::Category, en.ua.category_h),
+            (Feature::Os, en.ua.os_h),
+            (Feature::Browser, en.ua.browser_h),
+            (Feature::Device, en.device_h),
+            (Feature::UserAgent, en.ua.ua_h),
+        ];
+        if logins > 0 {
+            let known_device = b.count(Feature::Device, en.device_h) > 0;
+            let (t, new_at) = hierarchy_term(g, b, &client);
+            let t = t * cfg.weights.client;
+            if t > 0.0 {
+                let s = if !known_device {
+                    Signal::NewDevice
+                } else {
+                    Signal::NewUserAgent
+                };
+                let f = new_at.map_or(Feature::Device, |i| client[i].0);
+                a.add(
+                    s,
+                    t,
+                    Detail::Novel {
+                        logins,
+                        known: b.distinct(f) as u32,
+                    },
+                );
+            } else {
+                a.score += t;
+            }
+        }
+
+        // Hour of week.
+        if let Some(how) = a.hour_of_week {
+            if logins >= cfg.odd_hour_min_logins {
+                let t = log10_ratio(1.0 / 168.0, p_hour(b, how as usize)).clamp(-0.5, 1.5) * cfg.weights.hour;
+                if t >= 0.3 * cfg.weights.hour {
+                    a.add(
+                        Signal::OddHour,
+                        t,
+                        Detail::Hour {
+                            local_hour: how % 24,
+                            weekday: how / 24,
+                        },
+                    );
+                } else {
+                    a.score += t.min(0.0);
+                }
+            }
+        }
+
+        // Velocity against the last verified location.
+        if let (Some(last), true) = (b.last_location, geo.has_coords) {
+            let km = haversine_km(last.lat, last.lon, geo.lat, geo.lon);
+            let slack = last.accuracy_km as f64 + geo.accuracy_km as f64;
+            let adjusted = (km - slack).max(0.0);
+            let minutes = ((ev.time_ms - last.time_ms).abs() as f64 / 60_000.0).max(1.0);
+            let kmh = adjusted / (minutes / 60.0);
+            if adjusted >= cfg.min_travel_km && kmh > cfg.max_speed_kmh {
+                a.add(
+                    Signal::ImpossibleTravel,
+                    cfg.weights.impossible_travel,
+                    Detail::Travel {
+                        km: km as u32,
+                        kmh: kmh.min(u32::MAX as f64) as u32,
+                        minutes: minutes as u32,
+                    },
+                );
+            }
+        }
+    }
+
+    // Failed-login burst (this event's own failure included).
+    let now = crate::baseline::minutes(ev.time_ms).max(1);
+    let mut fails = b.recent_failures(now, cfg.failed_window_min);
+    if ev.outcome == Outcome::Failure {
+        fails += 1;
+    }
+    if fails >= cfg.failed_burst {
+        a.add(
+            Signal::FailedBurst,
+            cfg.weights.failed_burst,
+            Detail::Failures {
+                count: fails,
+                window_min: cfg.failed_window_min,
+            },
+        );
+    }
+
+    // Too little history to judge.
+    if logins < cfg.new_user_logins {
+        a.add(Signal::NewUser, cfg.weights.new_user, Detail::Logins(logins));
+    } else if g.users > 1 && g.logins > 0 {
+        // Freeman's user prior: (1/#users) / (n_u / N).
+        let t = log10_ratio(1.0 / g.users as f64, logins as f64 / g.logins as f64).clamp(-0.5, 0.5)
+            * cfg.weights.user_prior;
+        if t > 0.1 {
+            a.add(Signal::InfrequentUser, t, Detail::Logins(logins));
+        } else {
+            a.score += t;
+        }
+    }
+
+    a.reasons[..a.n_reasons].sort_by(|x, y| y.contribution.total_cmp(&x.contribution));
+    a.level = cfg.level(a.score);
+    if a.hard_rule().is_some() {
+        a.level = Level::High;
+    }
+    a
+}
+
+/// Should this event teach the baseline? (the learning gate)
+pub fn teaches(cfg: &ModelConfig, ev: &AuthEvent<'_>, a: &Assessment) -> bool {
+    ev.kind == EventKind::Login
+        && ev.outcome == Outcome::Success
+        && a.hard_rule().is_none()
+        && !a.has(Signal::ImpossibleTravel)
+        && (ev.aal >= cfg.learn_min_aal || (cfg.learn_low_risk_aal1 && a.level == Level::Low))
+}
+
+/// Location worth remembering for velocity (coordinates known).
+pub fn location_of(ev: &AuthEvent<'_>, en: &Enriched) -> Option<LastLocation> {
+    en.geo.has_coords.then_some(LastLocation {
+        lat: en.geo.lat,
+        lon: en.geo.lon,
+        accuracy_km: en.geo.accuracy_km,
+        time_ms: ev.time_ms,
+    })
+}

@@ -1,1 +1,224 @@
-//! (in progress)
+//! The hot path: bytes in → decode → enrich → baseline + score → decide → encode.
+//!
+//! Synchronous, no I/O, no locks, no await. One [`Pipeline`] owns the state of one
+//! Kafka partition (or of one offline `score` run); the edges feed it records and
+//! ship what it returns. `stepup score` and the Kafka worker call the same
+//! [`Pipeline::process`].
+
+use std::sync::Arc;
+
+use crate::baseline::{Observation, Retention, StateStore, UserBaseline, N_FEATURES};
+use crate::config::Settings;
+use crate::contractors::{Contractor, Registry};
+use crate::decision::{decide, encode, DecisionKind, Verdict};
+use crate::enrich::{Enricher, GeoDatabases};
+use crate::event::{decode, DecodeError, EventKind, Outcome};
+use crate::model::{assess, location_of, teaches, Inputs};
+use crate::policy::Level;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+}
+
+impl PipelineError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            PipelineError::Decode(e) => e.code(),
+        }
+    }
+}
+
+/// Everything the pipeline produced for one event. Reused across calls: the
+/// buffers keep their capacity, so steady state allocates nothing here.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// The decision, JSON, no trailing newline.
+    pub json: Vec<u8>,
+    pub event_id: String,
+    pub user_id: String,
+    pub time_ms: i64,
+    pub kind: Option<DecisionKind>,
+    pub level: Option<Level>,
+    pub score: f64,
+    pub signals: u16,
+    pub verdict: Option<Verdict>,
+    /// The user's baseline changed: the edge should persist it (changelog).
+    pub baseline_changed: bool,
+    pub is_login: bool,
+    pub success: bool,
+    pub aal: u8,
+    /// ISO country of the event's address (`[0,0]` unknown).
+    pub country: [u8; 2],
+    /// Device identity key of the event.
+    pub device_key: u64,
+}
+
+impl Output {
+    fn reset(&mut self) {
+        self.json.clear();
+        self.event_id.clear();
+        self.user_id.clear();
+        self.kind = None;
+        self.level = None;
+        self.verdict = None;
+        self.baseline_changed = false;
+        self.signals = 0;
+        self.score = 0.0;
+        self.country = [0, 0];
+        self.device_key = 0;
+    }
+}
+
+/// Read-only things shared by every pipeline of a process.
+#[derive(Clone)]
+pub struct Shared {
+    pub settings: Arc<Settings>,
+    pub geo: Arc<GeoDatabases>,
+}
+
+/// The hot path and the state it owns.
+pub struct Pipeline {
+    shared: Shared,
+    enricher: Enricher,
+    state: StateStore,
+    registry: Registry,
+}
+
+impl Pipeline {
+    pub fn new(shared: Shared) -> Self {
+        let m = &shared.settings.model;
+        let retention = Retention {
+            horizon_min: m.horizon_days.saturating_mul(24 * 60),
+            ..Retention::default()
+        };
+        Pipeline {
+            enricher: Enricher::new(shared.geo.clone()),
+            state: StateStore::new(retention),
+            registry: Registry::default(),
+            shared,
+        }
+    }
+
+    /// Process one record. On error nothing changed (the baseline is untouched).
+    pub fn process(&mut self, bytes: &[u8], out: &mut Output) -> Result<(), PipelineError> {
+        out.reset();
+        let settings = &*self.shared.settings;
+        let ev = decode(bytes, settings.limits.max_event_bytes)?;
+        let en = self
+            .enricher
+            .enrich(ev.ip, ev.user_agent.as_deref(), ev.device_id.as_deref());
+        let contractor = self.registry.get(&ev.user_id);
+        let a = assess(
+            &settings.model,
+            &Inputs {
+                event: &ev,
+                enriched: &en,
+                baseline: self.state.get(&ev.user_id),
+                global: &self.state.global,
+                contractor,
+            },
+        );
+        let verdict = decide(&settings.policy, &ev, &a);
+        encode(&mut out.json, &settings.policy, &ev, &en, &a, &verdict);
+
+        // Baseline update after scoring: the event is judged against the past only.
+        if teaches(&settings.model, &ev, &a) {
+            let obs = Observation {
+                keys: observation_keys(&en),
+                time_ms: ev.time_ms,
+                hour_of_week: a.hour_of_week,
+                location: location_of(&ev, &en),
+                tz: en.geo.tz,
+            };
+            self.state.learn(&ev.user_id, &obs);
+            out.baseline_changed = true;
+        } else if ev.kind == EventKind::Login && ev.outcome == Outcome::Failure {
+            self.state.record_failure(&ev.user_id, ev.time_ms);
+            out.baseline_changed = true;
+        }
+
+        out.event_id.push_str(&ev.event_id);
+        out.user_id.push_str(&ev.user_id);
+        out.time_ms = ev.time_ms;
+        out.kind = Some(verdict.kind);
+        out.level = Some(a.level);
+        out.score = a.score;
+        out.signals = a.signals;
+        out.verdict = Some(verdict);
+        out.is_login = ev.kind == EventKind::Login;
+        out.success = ev.outcome == Outcome::Success;
+        out.aal = ev.aal;
+        out.country = en.geo.country;
+        out.device_key = en.device_h;
+        Ok(())
+    }
+
+    /// The current encoding of a user's baseline (for the changelog).
+    pub fn baseline_bytes(&self, user: &str, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        match self.state.get(user) {
+            Some(b) => {
+                b.encode(buf);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Restore one user from a changelog record (`None` = tombstone).
+    pub fn restore(&mut self, user: &str, bytes: Option<&[u8]>) -> Result<(), crate::baseline::BaselineError> {
+        let b = bytes.map(UserBaseline::decode).transpose()?;
+        self.state.put(user, b);
+        Ok(())
+    }
+
+    /// Apply a contractor registry record (`None` removes the user).
+    pub fn upsert_contractor(&mut self, user: &str, c: Option<Contractor>) {
+        match c {
+            Some(c) => self.registry.upsert(c),
+            None => self.registry.remove(user),
+        }
+    }
+
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    pub fn state(&self) -> &StateStore {
+        &self.state
+    }
+
+    pub fn state_mut(&mut self) -> &mut StateStore {
+        &mut self.state
+    }
+
+    pub fn enricher_mut(&mut self) -> &mut Enricher {
+        &mut self.enricher
+    }
+
+    pub fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    /// Drop all per-user state (partition revoked).
+    pub fn clear_state(&mut self) {
+        self.state.clear();
+    }
+}
+
+fn observation_keys(en: &crate::enrich::Enriched) -> [u64; N_FEATURES] {
+    let g = &en.geo;
+    [
+        g.ip_h,
+        g.asn_h,
+        g.city_h,
+        g.country_h,
+        en.device_h,
+        en.ua.ua_h,
+        en.ua.browser_h,
+        en.ua.os_h,
+        en.ua.category_h,
+    ]
+}

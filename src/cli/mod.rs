@@ -1,1 +1,55 @@
-//! Command-line edge (in progress).
+//! The command-line edge: argument parsing (clap derive, every flag with an `env`
+//! twin), logging setup, and the commands. `anyhow` lives here and in `main` only.
+
+use clap::{Parser, Subcommand};
+
+pub mod score;
+
+/// stepup decides, event by event, when a contractor must prove who they are again.
+///
+/// Identity-provider events in; allow / step-up / deny decisions out, each with
+/// the reasons that drove it.
+#[derive(Parser, Debug)]
+#[command(name = "stepup", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "STEPUP_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,stepup=debug`).
+    #[arg(long, global = true, env = "STEPUP_LOG", default_value = "info")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Score a file (or stdin) of events offline: one decision per event, in order.
+    Score(score::ScoreArgs),
+}
+
+pub fn init_logging(format: LogFormat, filter: &str) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => b.try_init(),
+        LogFormat::Json => b.json().try_init(),
+    };
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    init_logging(cli.log_format, &cli.log);
+    match cli.command {
+        Command::Score(a) => score::run(&a),
+    }
+}
