@@ -67,6 +67,13 @@ pub struct Weights {
     pub failed_burst: f64,
     pub new_user: f64,
     pub hard_rule: f64,
+    /// Least contribution of a new country / a new device when the ratio is smaller
+    /// (explicit signals: every vendor steps up on these; the ratio can only add).
+    pub new_country_floor: f64,
+    pub new_device_floor: f64,
+    /// Familiarity (known places, devices, hours, a frequent user) can lower the
+    /// score by at most this much in total: it softens, never hides, a novelty.
+    pub familiarity_cap: f64,
 }
 
 impl ModelConfig {
@@ -266,9 +273,27 @@ fn log10_ratio(p_attack: f64, p_legit: f64) -> f64 {
     (p_attack.max(1e-9) / p_legit.max(1e-9)).log10()
 }
 
-/// Population share of `key` at level `f` (Laplace-smoothed).
+/// Nominal number of distinct values per feature, for the population prior.
+fn vocabulary(f: Feature) -> f64 {
+    match f {
+        Feature::Country => 250.0,
+        Feature::City => 20_000.0,
+        Feature::Asn => 70_000.0,
+        Feature::Ip => 1_000_000.0,
+        Feature::Device | Feature::UserAgent => 1_000_000.0,
+        Feature::Browser => 50.0,
+        Feature::Os => 30.0,
+        Feature::Category => 6.0,
+    }
+}
+
+/// Population share of `key` at level `f`: the observed frequency, shrunk towards a
+/// uniform prior with `POPULATION_PRIOR` pseudo-logins, so a small population (one
+/// partition's first users) does not look like the whole world.
+const POPULATION_PRIOR: f64 = 200.0;
+
 fn p_global(g: &GlobalStats, f: Feature, key: u64) -> f64 {
-    (g.count(f, key) as f64 + 1.0) / (g.total(f) as f64 + g.distinct(f) as f64 + 1.0)
+    (g.count(f, key) as f64 + POPULATION_PRIOR / vocabulary(f)) / (g.total(f) as f64 + POPULATION_PRIOR)
 }
 
 /// Population mass an attacker would land in *outside* what the user knows at level `f`.
@@ -387,6 +412,7 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
     let b = x.baseline.unwrap_or(&empty);
     let g = x.global;
     let logins = b.logins;
+    let mut familiarity = 0.0f64;
 
     if ev.kind == EventKind::Login || ev.ip.is_some() {
         // Network hierarchy, coarsest first.
@@ -406,31 +432,36 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
                 Some(_) => Some(Signal::NewNetwork),
                 None => None,
             };
-            match signal {
-                Some(s) if t > 0.0 => a.add(
-                    s,
-                    t,
-                    Detail::Novel {
-                        logins,
-                        known: b.distinct(net[new_at.unwrap_or(0)].0) as u32,
-                    },
-                ),
-                _ => a.score += t,
+            let t = if signal == Some(Signal::NewCountry) {
+                t.max(cfg.weights.new_country_floor)
+            } else {
+                t
+            };
+            // A novelty is always named (with what it contributed, possibly nothing);
+            // a negative ratio is familiarity.
+            if let Some(s) = signal {
+                let known = b.distinct(net[new_at.unwrap_or(0)].0) as u32;
+                a.add(s, t.max(0.0), Detail::Novel { logins, known });
             }
+            familiarity += t.min(0.0);
         }
 
-        // Client hierarchy: device identity first (a device_id is decisive), then UA levels.
+        // Client hierarchy: device category → OS → browser family → device identity
+        // (the device_id, or the version-free UA fingerprint). The full UA string is
+        // remembered but not judged: a browser upgrade is not a new device.
         let client = [
             (Feature::Category, en.ua.category_h),
             (Feature::Os, en.ua.os_h),
             (Feature::Browser, en.ua.browser_h),
             (Feature::Device, en.device_h),
-            (Feature::UserAgent, en.ua.ua_h),
         ];
         if logins > 0 {
             let known_device = b.count(Feature::Device, en.device_h) > 0;
             let (t, new_at) = hierarchy_term(g, b, &client);
-            let t = t * cfg.weights.client;
+            let mut t = t * cfg.weights.client;
+            if !known_device {
+                t = t.max(cfg.weights.new_device_floor);
+            }
             if t > 0.0 {
                 let s = if !known_device {
                     Signal::NewDevice
@@ -447,7 +478,7 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
                     },
                 );
             } else {
-                a.score += t;
+                familiarity += t;
             }
         }
 
@@ -465,7 +496,7 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
                         },
                     );
                 } else {
-                    a.score += t.min(0.0);
+                    familiarity += t.min(0.0);
                 }
             }
         }
@@ -518,9 +549,10 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
         if t > 0.1 {
             a.add(Signal::InfrequentUser, t, Detail::Logins(logins));
         } else {
-            a.score += t;
+            familiarity += t.min(0.0);
         }
     }
+    a.score += familiarity.max(-cfg.weights.familiarity_cap);
 
     a.reasons[..a.n_reasons].sort_by(|x, y| y.contribution.total_cmp(&x.contribution));
     a.level = cfg.level(a.score);

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod eval;
 pub mod score;
 
 /// stepup decides, event by event, when a contractor must prove who they are again.
@@ -32,6 +33,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Score a file (or stdin) of events offline: one decision per event, in order.
     Score(score::ScoreArgs),
+    /// Measure detection quality on labelled events, beside a simple rules baseline.
+    Eval(eval::EvalArgs),
 }
 
 pub fn init_logging(format: LogFormat, filter: &str) {
@@ -51,5 +54,6 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     init_logging(cli.log_format, &cli.log);
     match cli.command {
         Command::Score(a) => score::run(&a),
+        Command::Eval(a) => eval::run(&a),
     }
 }

@@ -1,0 +1,329 @@
+//! The scoring engine end to end through `Pipeline::process`: each signal, the
+//! learning gate, policy rules, bad input, and state save/restore.
+
+#[path = "common/scoring.rs"]
+mod common;
+
+use common::*;
+use serde_json::json;
+use stepup::baseline::file as state_file;
+use stepup::contractors::Contractor;
+use stepup::geo_fixture::NetKind;
+use stepup::pipeline::Output;
+
+fn has(d: &serde_json::Value, s: &str) -> bool {
+    signals(d).iter().any(|x| x == s)
+}
+
+#[test]
+fn routine_logins_are_allowed_and_first_login_is_new_user() {
+    let mut p = pipeline();
+    let first = score(
+        &mut p,
+        &Ev::login("u1", &t(0, 9, 0), &ip_in("Lisbon", NetKind::Residential, 0, 10)),
+    );
+    assert!(has(&first, "new_user"), "{first}");
+    assert_eq!(first["decision"], "step_up");
+    assert_eq!(first["required_aal"], 2);
+    routine(&mut p, "u1", 20);
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(30, 10, 0), &ip_in("Lisbon", NetKind::Residential, 0, 77)),
+    );
+    assert_eq!(d["decision"], "allow", "{d}");
+    assert_eq!(d["risk"]["level"], "low");
+    assert!(signals(&d).is_empty(), "{d}");
+}
+
+#[test]
+fn new_country_steps_up() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(42, 10, 0), &ip_in("Tokyo", NetKind::Residential, 0, 5)),
+    );
+    assert!(has(&d, "new_country"), "{d}");
+    assert_eq!(d["decision"], "step_up", "{d}");
+    assert_eq!(d["required_aal"], 2);
+    assert_eq!(d["acr_values"], "http://idmanagement.gov/ns/assurance/aal/2");
+    assert!(d["methods"].as_array().unwrap().contains(&json!("otp")));
+}
+
+#[test]
+fn new_city_and_new_asn_are_named() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(42, 10, 0), &ip_in("Porto", NetKind::Residential, 0, 5)),
+    );
+    assert!(has(&d, "new_city"), "{d}");
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(43, 10, 0), &ip_in("Lisbon", NetKind::Residential, 1, 5)),
+    );
+    assert!(has(&d, "new_asn") || has(&d, "new_network"), "{d}");
+}
+
+#[test]
+fn new_device_steps_up_but_browser_upgrade_does_not() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let home = ip_in("Lisbon", NetKind::Residential, 0, 11);
+    let up = score(
+        &mut p,
+        &Ev::login("u1", &t(42, 10, 0), &home).set("user_agent", json!(CHROME_WIN_121)),
+    );
+    assert!(!has(&up, "new_device"), "an upgrade is not a new device: {up}");
+    assert_eq!(up["decision"], "allow", "{up}");
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(43, 10, 0), &home)
+            .set("device_id", json!("stranger"))
+            .set("user_agent", json!(FIREFOX_LINUX)),
+    );
+    assert!(has(&d, "new_device"), "{d}");
+    assert_eq!(d["decision"], "step_up");
+}
+
+#[test]
+fn odd_hour_is_flagged_in_local_time() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 30);
+    // Sunday 03:00 in Lisbon
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(47, 3, 0), &ip_in("Lisbon", NetKind::Residential, 0, 12)),
+    );
+    assert!(has(&d, "odd_hour"), "{d}");
+    // a usual hour is not
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(49, 11, 0), &ip_in("Lisbon", NetKind::Residential, 0, 12)),
+    );
+    assert!(!has(&d, "odd_hour"), "{d}");
+}
+
+#[test]
+fn impossible_travel_is_high_risk_and_plausible_trips_are_not() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(42, 10, 0), &ip_in("Lisbon", NetKind::Residential, 0, 12)),
+    );
+    assert_eq!(d["decision"], "allow", "{d}");
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(42, 10, 40), &ip_in("Sydney", NetKind::Residential, 0, 12)),
+    );
+    assert!(has(&d, "impossible_travel"), "{d}");
+    assert_eq!(d["risk"]["level"], "high");
+    // Lisbon → Madrid (≈500 km) 6 hours later is a plausible trip
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(42, 16, 40), &ip_in("Madrid", NetKind::Residential, 0, 12)),
+    );
+    assert!(!has(&d, "impossible_travel"), "{d}");
+}
+
+#[test]
+fn failed_burst() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let ip = ip_in("Lisbon", NetKind::Residential, 0, 12);
+    let mut last = json!(null);
+    for i in 0..5 {
+        last = score(&mut p, &Ev::login("u1", &t(42, 10, i), &ip).failed());
+    }
+    assert!(has(&last, "failed_burst"), "{last}");
+    let d = score(&mut p, &Ev::login("u1", &t(42, 10, 6), &ip));
+    assert!(
+        has(&d, "failed_burst"),
+        "a success right after a burst is still suspicious: {d}"
+    );
+    let d = score(&mut p, &Ev::login("u1", &t(43, 10, 6), &ip));
+    assert!(!has(&d, "failed_burst"), "the burst is forgotten a day later: {d}");
+}
+
+#[test]
+fn learning_gate_unverified_logins_never_teach() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let tokyo = ip_in("Tokyo", NetKind::Residential, 0, 9);
+    for i in 0..10 {
+        let d = score(&mut p, &Ev::login("u1", &t(56 + (i / 5) * 7 + i % 5, 10, 0), &tokyo));
+        assert!(
+            has(&d, "new_country"),
+            "attempt {i} from an unverified place must stay anomalous: {d}"
+        );
+        assert_eq!(d["decision"], "step_up");
+    }
+    // failed logins from there never teach either
+    score(&mut p, &Ev::login("u1", &t(70, 10, 0), &tokyo).failed());
+    // the contractor completes the step-up (AAL2) from Tokyo: now it is learned
+    let d = score(&mut p, &Ev::login("u1", &t(71, 10, 0), &tokyo).aal2());
+    assert_eq!(d["decision"], "allow", "AAL2 meets the step-up: {d}");
+    let d = score(&mut p, &Ev::login("u1", &t(72, 10, 0), &tokyo));
+    assert!(
+        !has(&d, "new_country"),
+        "after a verified login the place is known: {d}"
+    );
+}
+
+#[test]
+fn roles_tiers_and_contracts() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let ip = ip_in("Lisbon", NetKind::Residential, 0, 12);
+    score(&mut p, &Ev::login("u1", &t(42, 9, 55), &ip));
+    // no role reaches the high tier
+    let d = score(
+        &mut p,
+        &Ev::access("u1", &t(42, 10, 0), &ip, "db/prod/payments", &["contractors", "dev"]),
+    );
+    assert_eq!(d["decision"], "deny", "{d}");
+    assert_eq!(d["deny_reason"], "no_role_for_tier");
+    assert!(d["required_aal"].is_null());
+    // a DBA at AAL1 must step up to the tier's base AAL2
+    let d = score(
+        &mut p,
+        &Ev::access("u1", &t(42, 10, 1), &ip, "db/prod/payments", &["dba"]),
+    );
+    assert_eq!(d["decision"], "step_up", "{d}");
+    assert_eq!(d["tier"], "high");
+    assert_eq!(d["required_aal"], 2);
+    assert_eq!(d["max_age"], 900);
+    // at AAL2, low risk: allowed
+    let d = score(
+        &mut p,
+        &Ev::access("u1", &t(42, 10, 2), &ip, "db/prod/payments", &["dba"]).aal2(),
+    );
+    assert_eq!(d["decision"], "allow", "{d}");
+    // the medium tier allows developers at AAL1 when risk is low
+    let d = score(&mut p, &Ev::access("u1", &t(42, 10, 3), &ip, "k8s/staging", &["dev"]));
+    assert_eq!(
+        (d["decision"].as_str(), d["tier"].as_str()),
+        (Some("allow"), Some("medium")),
+        "{d}"
+    );
+    // high risk on the high tier is a deny, not a step-up
+    let sydney = ip_in("Sydney", NetKind::Residential, 0, 3);
+    let d = score(
+        &mut p,
+        &Ev::access("u1", &t(42, 10, 5), &sydney, "db/prod/payments", &["dba"]).aal2(),
+    );
+    assert_eq!(
+        (d["decision"].as_str(), d["deny_reason"].as_str()),
+        (Some("deny"), Some("high_risk")),
+        "{d}"
+    );
+
+    // contract window and allowed countries from the registry
+    let c = Contractor::parse(br#"{"user_id":"u1","contract_end":"2026-04-30","allowed_countries":["PT"]}"#).unwrap();
+    p.upsert_contractor("u1", Some(c));
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(44, 10, 0), &ip_in("Madrid", NetKind::Residential, 0, 4)).aal2(),
+    );
+    assert_eq!(
+        (d["decision"].as_str(), d["deny_reason"].as_str()),
+        (Some("deny"), Some("country_not_allowed")),
+        "{d}"
+    );
+    assert!(has(&d, "country_not_allowed"));
+    let d = score(&mut p, &Ev::login("u1", &t(70, 10, 0), &ip).aal2());
+    assert_eq!(
+        (d["decision"].as_str(), d["deny_reason"].as_str()),
+        (Some("deny"), Some("contract_inactive")),
+        "{d}"
+    );
+    assert!(has(&d, "contract_inactive"));
+}
+
+#[test]
+fn bad_input_never_changes_the_baseline() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 10);
+    let before = state_file::encode(p.state());
+    let good = Ev::login("u1", &t(42, 10, 0), &ip_in("Lisbon", NetKind::Residential, 0, 12)).bytes();
+    let mut huge = good.clone();
+    huge.splice(1..1, format!("\"pad\":\"{}\",", "x".repeat(70_000)).into_bytes());
+    let bad: Vec<Vec<u8>> = vec![
+        b"not json".to_vec(),
+        b"{}".to_vec(),
+        br#"{"event_id":"x","time":"2026-03-02T08:00:00Z","type":"login","user_id":"u1","outcome":"success","ip":"999.1.1.1"}"#.to_vec(),
+        br#"{"event_id":"x","time":"tomorrow","type":"login","user_id":"u1","outcome":"success","ip":"1.1.1.1"}"#.to_vec(),
+        br#"{"event_id":"x","time":"2026-03-02T08:00:00Z","type":"login","user_id":["u1"],"outcome":"success","ip":"1.1.1.1"}"#.to_vec(),
+        huge,
+        vec![0xff, 0x00, 0x7b],
+        good[..good.len() / 2].to_vec(),
+    ];
+    let mut out = Output::default();
+    for b in &bad {
+        let err = p.process(b, &mut out).expect_err("must be rejected");
+        assert!(!err.to_string().is_empty());
+    }
+    assert_eq!(
+        state_file::encode(p.state()),
+        before,
+        "rejected input must not touch state"
+    );
+    p.process(&good, &mut out).expect("good event after bad ones");
+}
+
+#[test]
+fn state_save_restore_scores_identically() {
+    let mut a = pipeline();
+    routine(&mut a, "u1", 15);
+    routine(&mut a, "u2", 5);
+    let saved = state_file::encode(a.state());
+    let mut b = pipeline();
+    state_file::decode_into(&saved, b.state_mut()).expect("restore");
+    assert_eq!(b.state().len(), a.state().len());
+    for (i, city) in ["Lisbon", "Tokyo", "Porto"].iter().enumerate() {
+        let e = Ev::login("u1", &t(42 + i as u32, 10, 0), &ip_in(city, NetKind::Residential, 0, 3));
+        assert_eq!(score(&mut a, &e), score(&mut b, &e));
+    }
+    assert_eq!(state_file::encode(a.state()), state_file::encode(b.state()));
+}
+
+#[test]
+fn baseline_memory_is_bounded() {
+    let mut p = pipeline();
+    // a contractor who shows up from everywhere on every device, verified each time
+    let cities = [
+        "Lisbon",
+        "Tokyo",
+        "Porto",
+        "Madrid",
+        "Sydney",
+        "Paris",
+        "Berlin",
+        "London",
+        "New York",
+        "Singapore",
+    ];
+    for i in 0..400u32 {
+        let c = cities[i as usize % cities.len()];
+        let e = Ev::login(
+            "u1",
+            &t(i / 4, 8 + i % 10, 0),
+            &ip_in(c, NetKind::Residential, (i as usize / 10) % 2, i),
+        )
+        .set("device_id", json!(format!("dev-{i}")))
+        .set(
+            "user_agent",
+            json!(format!(
+                "Mozilla/5.0 (X11; Linux x86_64; rv:{}.0) Gecko/20100101 Firefox/{}.0",
+                i, i
+            )),
+        )
+        .aal2();
+        score(&mut p, &e);
+    }
+    let b = p.state().get("u1").unwrap();
+    assert!(b.approx_bytes() <= 2048, "baseline holds {} bytes", b.approx_bytes());
+    assert!(b.to_bytes().len() <= 2048, "encoded {} bytes", b.to_bytes().len());
+}
