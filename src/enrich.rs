@@ -35,11 +35,46 @@ pub enum Layout {
 
 /// The geo databases, opened once, shared by every pipeline.
 pub struct GeoDatabases {
-    city: maxminddb::Reader<Vec<u8>>,
-    layout: Layout,
+    /// One or more city databases (DB-IP Lite ships IPv4 and IPv6 as two files);
+    /// a lookup asks each in turn until one knows the address.
+    city: Vec<(maxminddb::Reader<Vec<u8>>, Layout)>,
     asn: Option<maxminddb::Reader<Vec<u8>>>,
     /// A description for logs: file names and database types.
     pub description: String,
+}
+
+/// A coordinate stored as a double (GeoIP2) or a float (DB-IP Lite): maxminddb
+/// refuses to widen a float into `f64`, so accept any numeric type.
+#[derive(Clone, Copy)]
+struct Num(f64);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a number")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
+                Ok(Num(v))
+            }
+            fn visit_f32<E>(self, v: f32) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn num(n: Option<Num>) -> Option<f64> {
+    n.map(|n| n.0)
 }
 
 #[derive(Deserialize)]
@@ -57,9 +92,9 @@ struct Named<'a> {
 #[derive(Deserialize)]
 struct Location<'a> {
     #[serde(default)]
-    latitude: Option<f64>,
+    latitude: Option<Num>,
     #[serde(default)]
-    longitude: Option<f64>,
+    longitude: Option<Num>,
     #[serde(borrow, default)]
     time_zone: Option<&'a str>,
     #[serde(default)]
@@ -81,9 +116,9 @@ struct FlatRec<'a> {
     #[serde(borrow, default)]
     city: Option<&'a str>,
     #[serde(default)]
-    latitude: Option<f64>,
+    latitude: Option<Num>,
     #[serde(default)]
-    longitude: Option<f64>,
+    longitude: Option<Num>,
     #[serde(borrow, default)]
     timezone: Option<&'a str>,
 }
@@ -103,29 +138,46 @@ fn open(path: &Path) -> Result<maxminddb::Reader<Vec<u8>>, EnrichError> {
 }
 
 impl GeoDatabases {
-    /// Open a city database (either layout) and an optional ASN database.
-    pub fn open(city: &Path, asn: Option<&Path>) -> Result<Self, EnrichError> {
-        let city_r = open(city)?;
+    /// Open one or more city databases (either layout; e.g. DB-IP Lite's IPv4 and
+    /// IPv6 files) and an optional ASN database.
+    pub fn open_many(cities: &[&Path], asn: Option<&Path>) -> Result<Self, EnrichError> {
+        let mut city = Vec::new();
+        let mut desc = Vec::new();
+        for p in cities {
+            let r = open(p)?;
+            let layout = detect_layout(&r).ok_or_else(|| EnrichError::Layout {
+                path: p.display().to_string(),
+            })?;
+            desc.push(format!(
+                "{} ({}, {:?} layout)",
+                p.display(),
+                r.metadata().database_type,
+                layout
+            ));
+            city.push((r, layout));
+        }
+        if city.is_empty() {
+            return Err(EnrichError::Layout {
+                path: "<no city database given>".into(),
+            });
+        }
         let asn_r = asn.map(open).transpose()?;
-        let layout = detect_layout(&city_r).ok_or_else(|| EnrichError::Layout {
-            path: city.display().to_string(),
-        })?;
-        let description = format!(
-            "{} ({}, {:?} layout){}",
-            city.display(),
-            city_r.metadata().database_type,
-            layout,
-            match (&asn_r, asn) {
-                (Some(r), Some(p)) => format!(" + {} ({})", p.display(), r.metadata().database_type),
-                _ => String::new(),
-            }
-        );
+        if let (Some(r), Some(p)) = (&asn_r, asn) {
+            desc.push(format!("{} ({})", p.display(), r.metadata().database_type));
+        }
         Ok(GeoDatabases {
-            city: city_r,
-            layout,
+            city,
             asn: asn_r,
-            description,
+            description: desc.join(" + "),
         })
+    }
+
+    /// Open a city database and an optional ASN database. `city` may list several
+    /// files separated by commas.
+    pub fn open(city: &Path, asn: Option<&Path>) -> Result<Self, EnrichError> {
+        let text = city.to_string_lossy();
+        let parts: Vec<&Path> = text.split(',').filter(|s| !s.is_empty()).map(Path::new).collect();
+        Self::open_many(&parts, asn)
     }
 
     /// Build from in-memory database images (tests, the embedded demo).
@@ -141,27 +193,28 @@ impl GeoDatabases {
         })?;
         Ok(GeoDatabases {
             description: format!("<memory> ({:?} layout)", layout),
-            city: city_r,
-            layout,
+            city: vec![(city_r, layout)],
             asn: asn_r,
         })
     }
 
+    /// Layout of the first city database.
     pub fn layout(&self) -> Layout {
-        self.layout
+        self.city[0].1
     }
 
     /// Uncached lookup of one address.
     pub fn lookup(&self, ip: IpAddr) -> GeoInfo {
         let mut g = GeoInfo::unknown();
+        g.ip_h = ip_prefix_hash(ip);
         if is_private(ip) {
             g.status = GeoStatus::Private;
-            g.ip_h = ip_prefix_hash(ip);
             return g;
         }
-        g.ip_h = ip_prefix_hash(ip);
-        if let Ok(res) = self.city.lookup(ip) {
-            match self.layout {
+        for (db, layout) in &self.city {
+            // an IPv4-only database cannot answer IPv6 (an error): try the next one
+            let Ok(res) = db.lookup(ip) else { continue };
+            match layout {
                 Layout::GeoIp2 => {
                     if let Ok(Some(r)) = res.decode::<GeoIp2Rec<'_>>() {
                         let cc = r.country.as_ref().and_then(|c| c.iso_code);
@@ -170,8 +223,8 @@ impl GeoDatabases {
                         g.fill(
                             cc,
                             city,
-                            loc.and_then(|l| l.latitude),
-                            loc.and_then(|l| l.longitude),
+                            loc.and_then(|l| num(l.latitude)),
+                            loc.and_then(|l| num(l.longitude)),
                             loc.and_then(|l| l.time_zone),
                             loc.and_then(|l| l.accuracy_radius),
                         );
@@ -179,9 +232,19 @@ impl GeoDatabases {
                 }
                 Layout::Flat => {
                     if let Ok(Some(r)) = res.decode::<FlatRec<'_>>() {
-                        g.fill(r.country_code, r.city, r.latitude, r.longitude, r.timezone, None);
+                        g.fill(
+                            r.country_code,
+                            r.city,
+                            num(r.latitude),
+                            num(r.longitude),
+                            r.timezone,
+                            None,
+                        );
                     }
                 }
+            }
+            if g.status == GeoStatus::Known {
+                break;
             }
         }
         if let Some(asn) = &self.asn {
@@ -213,6 +276,17 @@ fn detect_layout(r: &maxminddb::Reader<Vec<u8>>) -> Option<Layout> {
         }
     }
     None
+}
+
+/// `Etc/GMT±N` for a longitude (15° per hour).
+pub fn solar_tz(lon: f32) -> Option<Tz> {
+    let h = (lon / 15.0).round().clamp(-12.0, 14.0) as i32;
+    let name = match h {
+        0 => "Etc/GMT".to_string(),
+        h if h > 0 => format!("Etc/GMT-{h}"),
+        h => format!("Etc/GMT+{}", -h),
+    };
+    name.parse::<Tz>().ok()
 }
 
 fn itoa(n: u32) -> String {
@@ -336,7 +410,12 @@ impl GeoInfo {
         }
         // DB-IP Lite gives no radius: assume a city-level 25 km.
         self.accuracy_km = acc.unwrap_or(25).min(1000);
-        self.tz = tz.and_then(|t| t.parse::<Tz>().ok());
+        self.tz = tz.filter(|t| !t.is_empty()).and_then(|t| t.parse::<Tz>().ok());
+        if self.tz.is_none() && self.has_coords {
+            // DB-IP Lite ships empty time zones: approximate from the longitude
+            // (solar time zone, Etc/GMT±N; note the POSIX sign inversion).
+            self.tz = solar_tz(self.lon);
+        }
     }
 
     pub fn country_str(&self) -> &str {
@@ -551,6 +630,13 @@ mod tests {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         assert!(!is_private("81.2.69.142".parse().unwrap()));
+    }
+
+    #[test]
+    fn solar_time_zone_from_longitude() {
+        assert_eq!(solar_tz(-9.1), Some(chrono_tz::Etc::GMTPlus1));
+        assert_eq!(solar_tz(139.7), Some(chrono_tz::Etc::GMTMinus9));
+        assert_eq!(solar_tz(2.0), Some(chrono_tz::Etc::GMT));
     }
 
     #[test]

@@ -327,3 +327,29 @@ fn baseline_memory_is_bounded() {
     assert!(b.approx_bytes() <= 2048, "baseline holds {} bytes", b.approx_bytes());
     assert!(b.to_bytes().len() <= 2048, "encoded {} bytes", b.to_bytes().len());
 }
+
+#[test]
+fn both_database_layouts_enrich_the_same() {
+    use stepup::enrich::{GeoDatabases, GeoStatus, Layout};
+    let ip: std::net::IpAddr = ip_in("Lisbon", NetKind::Residential, 0, 7).parse().unwrap();
+    let nested = GeoDatabases::from_bytes(stepup::geo_fixture::city_db(), None).unwrap();
+    let flat = GeoDatabases::from_bytes(stepup::geo_fixture::flat_city_db(), None).unwrap();
+    assert_eq!((nested.layout(), flat.layout()), (Layout::GeoIp2, Layout::Flat));
+    let (a, b) = (nested.lookup(ip), flat.lookup(ip));
+    for g in [&a, &b] {
+        assert_eq!(g.status, GeoStatus::Known);
+        assert_eq!(g.country_str(), "PT");
+        assert_eq!(g.city.as_deref(), Some("Lisbon"));
+        assert!((g.lat - 38.72).abs() < 0.1 && (g.lon + 9.14).abs() < 0.1, "{g:?}");
+        assert_eq!(g.tz, Some(chrono_tz::Europe::Lisbon));
+    }
+    assert_eq!(a.city_h, b.city_h, "the same place hashes the same whatever the layout");
+    // several files (DB-IP ships IPv4 and IPv6 separately): each address finds its own
+    let dir = tempfile::tempdir().unwrap();
+    let paths = stepup::geo_fixture::write_all(dir.path()).unwrap();
+    let both = GeoDatabases::open_many(&[&paths.flat_city, &paths.city], Some(&paths.asn)).unwrap();
+    let g = both.lookup(ip);
+    assert_eq!((g.country_str(), g.asn), ("PT", 3243));
+    assert_eq!(both.lookup("10.0.0.1".parse().unwrap()).status, GeoStatus::Private);
+    assert_eq!(both.lookup("81.0.64.1".parse().unwrap()).status, GeoStatus::Unknown);
+}

@@ -3,7 +3,10 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod demo;
 pub mod eval;
+pub mod fixtures;
+pub mod run;
 pub mod score;
 
 /// stepup decides, event by event, when a contractor must prove who they are again.
@@ -35,6 +38,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Measure detection quality on labelled events, beside a simple rules baseline.
     Eval(eval::EvalArgs),
+    /// Write the project's small fixture geo databases (tests, offline demos).
+    Fixtures(fixtures::FixturesArgs),
 }
 
 pub fn init_logging(format: LogFormat, filter: &str) {
@@ -55,5 +60,8 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Score(a) => score::run(&a),
         Command::Eval(a) => eval::run(&a),
+        Command::Run(a) => run::run(&a),
+        Command::Demo(a) => demo::run(&a),
+        Command::Fixtures(a) => fixtures::run(&a).map(|()| std::process::ExitCode::SUCCESS),
     }
 }

@@ -17,7 +17,7 @@ use crate::pipeline::{Output, Pipeline, Shared};
 
 #[derive(clap::Args, Debug)]
 pub struct ScoreArgs {
-    /// City database (GeoIP2/GeoLite2-City or DB-IP Lite / ip-location-db layout).
+    /// City database(s), comma-separated (GeoIP2/GeoLite2-City or DB-IP Lite layout; DB-IP ships IPv4 and IPv6 files).
     #[arg(long, env = "STEPUP_GEOIP")]
     pub geoip: PathBuf,
     /// Optional ASN database (GeoLite2-ASN layout).
