@@ -18,6 +18,7 @@ pub mod event;
 pub mod gen;
 pub mod geo_fixture;
 pub mod hash;
+pub mod http;
 pub mod metrics;
 pub mod mmdb;
 pub mod model;

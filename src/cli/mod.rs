@@ -40,6 +40,10 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Write the project's small fixture geo databases (tests, offline demos).
     Fixtures(fixtures::FixturesArgs),
+    /// Run the streaming worker: Kafka events in, step-up triggers out.
+    Run(run::RunArgs),
+    /// The streaming worker on an in-process Kafka mock cluster with generated traffic.
+    Demo(demo::DemoArgs),
 }
 
 pub fn init_logging(format: LogFormat, filter: &str) {

@@ -1,0 +1,239 @@
+//! One assigned input partition: a thread that owns a [`Pipeline`] (its baselines,
+//! caches and registry copy), restores the baselines from the changelog, then
+//! scores the partition's records in offset order and hands their outputs to the
+//! producer. No locks on the hot path; the only shared state it touches per batch
+//! is its [`Tracker`] (one lock per batch) and the producer queue.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rdkafka::ClientConfig;
+
+use super::offsets::{AckEntry, Tracker};
+use super::registry_table::{drain_updates, Table};
+use super::restore::{restore_partition, RestoreError};
+use super::sinks::Sinks;
+use super::Status;
+use crate::hash::FastMap;
+use crate::metrics::{BaselinesHeld, BatchProcessed, BatchTally, DeadLettered, Metrics, RestoreCompleted};
+use crate::pipeline::{Output, Pipeline, Shared};
+
+/// Records of one partition, copied out of the consumer in one buffer.
+#[derive(Default)]
+pub struct Batch {
+    /// Identity of the partition assignment the records belong to.
+    pub handle_id: u64,
+    pub data: Vec<u8>,
+    pub recs: Vec<RecMeta>,
+}
+
+/// Where one record's key and payload sit in [`Batch::data`].
+#[derive(Clone, Copy)]
+pub struct RecMeta {
+    pub offset: i64,
+    pub ts_ms: i64,
+    /// `(start, len)`; `None` = no key.
+    pub key: Option<(u32, u32)>,
+    /// `(start, len)`; `None` = null payload.
+    pub payload: Option<(u32, u32)>,
+}
+
+impl Batch {
+    pub fn new(handle_id: u64) -> Self {
+        Batch {
+            handle_id,
+            data: Vec::with_capacity(64 * 1024),
+            recs: Vec::with_capacity(256),
+        }
+    }
+
+    pub fn push(&mut self, offset: i64, ts_ms: i64, key: Option<&[u8]>, payload: Option<&[u8]>) {
+        let mut put = |b: Option<&[u8]>| {
+            b.map(|b| {
+                let start = self.data.len() as u32;
+                self.data.extend_from_slice(b);
+                (start, b.len() as u32)
+            })
+        };
+        let key = put(key);
+        let payload = put(payload);
+        self.recs.push(RecMeta {
+            offset,
+            ts_ms,
+            key,
+            payload,
+        });
+    }
+
+    #[inline]
+    pub fn slice(&self, r: Option<(u32, u32)>) -> Option<&[u8]> {
+        r.map(|(s, l)| &self.data[s as usize..(s + l) as usize])
+    }
+
+    pub fn len(&self) -> usize {
+        self.recs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.recs.is_empty()
+    }
+}
+
+/// Everything a partition thread needs.
+pub struct PartitionTask {
+    pub partition: i32,
+    pub events_topic: String,
+    pub changelog_topic: String,
+    pub shared: Shared,
+    pub reader_config: ClientConfig,
+    pub sinks: Sinks,
+    pub tracker: Arc<Tracker>,
+    pub table: Arc<Table>,
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
+    pub stop: Arc<AtomicBool>,
+    pub rx: Receiver<Batch>,
+}
+
+impl PartitionTask {
+    pub fn run(mut self) {
+        let p = self.partition;
+        let span = tracing::info_span!("partition", partition = p);
+        let _g = span.enter();
+        let mut pipeline = Pipeline::new(self.shared.clone());
+        let updates = self.table.subscribe(&mut pipeline);
+        self.status.restoring_started();
+        let restored = restore_partition(&self.reader_config, &self.changelog_topic, p, &mut pipeline, &self.stop);
+        self.status.restoring_finished();
+        let mut held = match restored {
+            Ok(st) => {
+                self.metrics.emit(RestoreCompleted {
+                    partition: p,
+                    users: st.users,
+                    records: st.records,
+                    errors: st.errors,
+                    duration: st.duration,
+                });
+                st.users as i64
+            }
+            Err(RestoreError::Stopped) => {
+                self.drop_queued();
+                return;
+            }
+            Err(e) => {
+                self.status.set_fatal(format!("partition {p}: {e}"));
+                self.drop_queued();
+                return;
+            }
+        };
+        let mut out = Output::default();
+        let mut bl = Vec::with_capacity(4096);
+        let mut entries: Vec<Arc<AckEntry>> = Vec::with_capacity(512);
+        let mut changed: FastMap<String, usize> = FastMap::default();
+        let hot = self.metrics.hot_path_latency.local();
+        while let Ok(batch) = self.rx.recv() {
+            if self.stop.load(Ordering::Relaxed) {
+                self.tracker.dropped(batch.len());
+                break;
+            }
+            drain_updates(&updates, &mut pipeline);
+            let _b = tracing::debug_span!("batch", records = batch.len()).entered();
+            let mut tally = BatchTally::default();
+            let mut done = 0usize;
+            for r in &batch.recs {
+                if self.stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                done += 1;
+                let payload = batch.slice(r.payload).unwrap_or_default();
+                let entry = AckEntry::new(&self.tracker, r.offset, r.ts_ms);
+                let t0 = Instant::now();
+                let res = pipeline.process(payload, &mut out);
+                hot.observe(t0.elapsed().as_secs_f64());
+                let sent = match res {
+                    Ok(()) => {
+                        let kind = out.kind.expect("a processed event has a decision");
+                        tally.decision(kind, out.signals);
+                        if out.baseline_changed && !changed.contains_key(out.user_id.as_str()) {
+                            changed.insert(out.user_id.clone(), entries.len());
+                        }
+                        let mut res = self.sinks.decision(&out, &entry);
+                        if res.is_ok() && kind.is_trigger() {
+                            res = self.sinks.trigger(&out, &entry);
+                        }
+                        res
+                    }
+                    Err(e) => {
+                        let code = e.code();
+                        self.metrics.emit(DeadLettered { code });
+                        tracing::debug!(offset = r.offset, code, error = %e, "record dead-lettered");
+                        self.sinks.dlq(
+                            &self.events_topic,
+                            p,
+                            r.offset,
+                            batch.slice(r.key),
+                            payload,
+                            code,
+                            &e.to_string(),
+                            &entry,
+                        )
+                    }
+                };
+                if let Err(e) = sent {
+                    self.send_failed(&e);
+                }
+                entries.push(entry);
+            }
+            // one changelog record per user changed in this batch, carrying the state
+            // after the batch, accounted to the first record that changed the user (so
+            // no offset at or after that record is committed before it is durable)
+            for (user, idx) in changed.drain() {
+                let has = pipeline.baseline_bytes(&user, &mut bl);
+                let value = has.then_some(bl.as_slice());
+                tally.changelog += 1;
+                if let Err(e) = self.sinks.changelog(p, &user, value, &entries[idx]) {
+                    self.send_failed(&e);
+                }
+            }
+            self.tracker.push(entries.iter().cloned());
+            let mut settled = false;
+            for e in entries.drain(..) {
+                settled |= e.release();
+            }
+            if settled {
+                self.tracker.advance();
+            }
+            if done < batch.len() {
+                self.tracker.dropped(batch.len() - done);
+            }
+            hot.flush();
+            self.metrics.emit(BatchProcessed { tally: &tally });
+            let now = pipeline.state().len() as i64;
+            self.metrics.emit(BaselinesHeld { delta: now - held });
+            held = now;
+        }
+        // revoked or shutting down: drop queued records (the next owner re-reads
+        // them from the committed offset) and this partition's state
+        self.drop_queued();
+        self.metrics.emit(BaselinesHeld { delta: -held });
+        pipeline.clear_state();
+    }
+
+    fn drop_queued(&self) {
+        while let Ok(b) = self.rx.try_recv() {
+            self.tracker.dropped(b.len());
+        }
+    }
+
+    fn send_failed(&self, e: &rdkafka::error::KafkaError) {
+        self.tracker.mark_failed();
+        if !self.stop.load(Ordering::Relaxed) {
+            self.status.set_fatal(format!(
+                "partition {}: cannot hand an output to the producer: {e}",
+                self.partition
+            ));
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The outputs: one idempotent producer shared by every partition worker, and the
+//! record layouts of the trigger, decision, dead-letter and changelog topics.
+//!
+//! Every send carries an [`AckEntry`] as its delivery opaque; the delivery callback
+//! releases it, which is what lets an input offset be committed (see [`super::offsets`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use sha2::Sha256;
+
+use super::offsets::AckEntry;
+use super::Status;
+use crate::decision::DecisionKind;
+use crate::metrics::{Metrics, ProducerFailed};
+use crate::pipeline::Output;
+use crate::timefmt::write_rfc3339_ms;
+
+pub type Producer = ThreadedProducer<SinkContext>;
+
+/// Producer callbacks: delivery reports release acknowledgements; a failed delivery
+/// stops its partition's commit prefix and makes the worker exit non-zero.
+pub struct SinkContext {
+    pub metrics: Arc<Metrics>,
+    pub status: Arc<Status>,
+}
+
+impl ClientContext for SinkContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error.rdkafka_error_code(), Some(RDKafkaErrorCode::Fatal)) {
+            self.status
+                .set_fatal(format!("producer fatal error: {error}: {reason}"));
+        }
+        tracing::warn!(%error, reason, "producer error");
+    }
+}
+
+impl ProducerContext for SinkContext {
+    type DeliveryOpaque = Arc<AckEntry>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, entry: Arc<AckEntry>) {
+        match result {
+            Ok(_) => entry.ack(),
+            Err((e, msg)) => {
+                let code = e
+                    .rdkafka_error_code()
+                    .map(|c| format!("{c:?}"))
+                    .unwrap_or_else(|| "unknown".into());
+                let topic = msg.topic().to_string();
+                self.metrics.emit(ProducerFailed {
+                    code: &code,
+                    topic: &topic,
+                    error: &e.to_string(),
+                });
+                // Never release: the input offset stays uncommitted. The worker stops
+                // and exits non-zero; a restart re-reads from the last committed offset.
+                if let Some(t) = entry.tracker() {
+                    t.mark_failed();
+                }
+                self.status.set_fatal(format!(
+                    "delivery to topic {topic} failed: {e}; stopping so that a restart re-processes \
+                     from the last committed offset"
+                ));
+            }
+        }
+    }
+}
+
+/// Topic names and output options.
+#[derive(Clone)]
+pub struct SinkConfig {
+    pub triggers: String,
+    pub decisions: Option<String>,
+    pub dlq: String,
+    pub changelog: String,
+    pub signing_key: Option<Arc<Vec<u8>>>,
+}
+
+/// Writes outputs for one partition worker (scratch buffers are per worker).
+pub struct Sinks {
+    producer: Arc<Producer>,
+    cfg: SinkConfig,
+    mac: Option<Hmac<Sha256>>,
+    time_buf: Vec<u8>,
+    sig_buf: String,
+    stop: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+pub const CONTENT_TYPE_JSON: &[u8] = b"application/json";
+
+impl Sinks {
+    pub fn new(producer: Arc<Producer>, cfg: SinkConfig) -> Self {
+        let mac = cfg
+            .signing_key
+            .as_ref()
+            .map(|k| Hmac::<Sha256>::new_from_slice(k).expect("HMAC accepts any key length"));
+        Sinks {
+            producer,
+            cfg,
+            mac,
+            time_buf: Vec::with_capacity(32),
+            sig_buf: String::with_capacity(72),
+            stop: None,
+        }
+    }
+
+    /// Give up retrying a full queue once this flag is set (partition revoked).
+    pub fn with_stop(mut self, stop: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    pub fn publish_decisions(&self) -> bool {
+        self.cfg.decisions.is_some()
+    }
+
+    /// Hand a record to the producer, retrying while its queue is full. An error
+    /// other than a full queue (or a full queue after the partition was revoked)
+    /// leaves the entry unreleased: its offset is never committed.
+    fn send(&self, mut rec: BaseRecord<'_, [u8], [u8], Arc<AckEntry>>) -> Result<(), KafkaError> {
+        rec.delivery_opaque.add();
+        let mut backoff = Duration::from_micros(200);
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    if self
+                        .stop
+                        .as_ref()
+                        .is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+                    {
+                        return Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+                    }
+                    rec = r;
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Err((e, _r)) => return Err(e),
+            }
+        }
+    }
+
+    fn ce_headers(&mut self, out: &Output, ce_type: &str, n_extra: usize) -> OwnedHeaders {
+        self.time_buf.clear();
+        write_rfc3339_ms(&mut self.time_buf, out.time_ms);
+        OwnedHeaders::new_with_capacity(8 + n_extra)
+            .insert(Header {
+                key: "content-type",
+                value: Some(CONTENT_TYPE_JSON),
+            })
+            .insert(Header {
+                key: "stepup-event-id",
+                value: Some(out.event_id.as_bytes()),
+            })
+            .insert(Header {
+                key: "ce_specversion",
+                value: Some(b"1.0".as_slice()),
+            })
+            .insert(Header {
+                key: "ce_id",
+                value: Some(out.event_id.as_bytes()),
+            })
+            .insert(Header {
+                key: "ce_type",
+                value: Some(ce_type.as_bytes()),
+            })
+            .insert(Header {
+                key: "ce_source",
+                value: Some(b"stepup".as_slice()),
+            })
+            .insert(Header {
+                key: "ce_subject",
+                value: Some(out.user_id.as_bytes()),
+            })
+            .insert(Header {
+                key: "ce_time",
+                value: Some(self.time_buf.as_slice()),
+            })
+    }
+
+    /// A step-up trigger (only for step_up / deny).
+    pub fn trigger(&mut self, out: &Output, entry: &Arc<AckEntry>) -> Result<(), KafkaError> {
+        let kind = out.kind.unwrap_or(DecisionKind::Allow);
+        let ce_type = match kind {
+            DecisionKind::Deny => "dev.stepup.trigger.deny",
+            _ => "dev.stepup.trigger.step_up",
+        };
+        let mut headers = self.ce_headers(out, ce_type, 1);
+        if let Some(mac) = &self.mac {
+            let mut m = mac.clone();
+            m.update(&out.json);
+            let tag = m.finalize().into_bytes();
+            self.sig_buf.clear();
+            self.sig_buf.push_str("v1=");
+            self.sig_buf.push_str(&hex::encode(tag));
+            headers = headers.insert(Header {
+                key: "stepup-signature",
+                value: Some(self.sig_buf.as_bytes()),
+            });
+        }
+        let rec = BaseRecord::with_opaque_to(&self.cfg.triggers, entry.clone())
+            .key(out.user_id.as_bytes())
+            .payload(out.json.as_slice())
+            .headers(headers);
+        self.send(rec)
+    }
+
+    /// A decision record (every decision, when enabled).
+    pub fn decision(&mut self, out: &Output, entry: &Arc<AckEntry>) -> Result<(), KafkaError> {
+        let Some(topic) = self.cfg.decisions.clone() else {
+            return Ok(());
+        };
+        let ce_type = match out.kind.unwrap_or(DecisionKind::Allow) {
+            DecisionKind::Allow => "dev.stepup.decision.allow",
+            DecisionKind::StepUp => "dev.stepup.decision.step_up",
+            DecisionKind::Deny => "dev.stepup.decision.deny",
+        };
+        let headers = self.ce_headers(out, ce_type, 0);
+        let rec = BaseRecord::with_opaque_to(&topic, entry.clone())
+            .key(out.user_id.as_bytes())
+            .payload(out.json.as_slice())
+            .headers(headers);
+        self.send(rec)
+    }
+
+    /// The original record, with the reason, to the dead-letter topic.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dlq(
+        &mut self,
+        source_topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        payload: &[u8],
+        code: &str,
+        message: &str,
+        entry: &Arc<AckEntry>,
+    ) -> Result<(), KafkaError> {
+        let p = partition.to_string();
+        let o = offset.to_string();
+        let headers = OwnedHeaders::new_with_capacity(5)
+            .insert(Header {
+                key: "stepup-error",
+                value: Some(message.as_bytes()),
+            })
+            .insert(Header {
+                key: "stepup-error-code",
+                value: Some(code.as_bytes()),
+            })
+            .insert(Header {
+                key: "stepup-source-topic",
+                value: Some(source_topic.as_bytes()),
+            })
+            .insert(Header {
+                key: "stepup-source-partition",
+                value: Some(p.as_bytes()),
+            })
+            .insert(Header {
+                key: "stepup-source-offset",
+                value: Some(o.as_bytes()),
+            });
+        let mut rec = BaseRecord::with_opaque_to(&self.cfg.dlq, entry.clone())
+            .payload(payload)
+            .headers(headers);
+        if let Some(k) = key {
+            rec = rec.key(k);
+        }
+        self.send(rec)
+    }
+
+    /// A baseline to the changelog, on the input's partition number (`None` = tombstone).
+    pub fn changelog(
+        &mut self,
+        partition: i32,
+        user: &str,
+        value: Option<&[u8]>,
+        entry: &Arc<AckEntry>,
+    ) -> Result<(), KafkaError> {
+        let mut rec = BaseRecord::with_opaque_to(&self.cfg.changelog, entry.clone())
+            .key(user.as_bytes())
+            .partition(partition);
+        if let Some(v) = value {
+            rec = rec.payload(v);
+        }
+        self.send(rec)
+    }
+}
