@@ -104,13 +104,13 @@ struct Rules {
 
 impl Rules {
     /// Would the rules step up? Then learn the way vendors do: after a trusted login.
-    fn judge_and_learn(&mut self, out: &Output) -> bool {
+    fn judge_and_learn(&mut self, out: &Output, honest: bool) -> bool {
         let entry = self.known.entry(out.user_id.clone()).or_default();
         let new_device = !entry.0.contains(&out.device_key);
         let new_country = out.country != [0, 0] && !entry.1.contains(&out.country);
         let flagged = new_device || new_country;
         let challenged = flagged && out.aal < 2;
-        if out.is_login && out.success && (out.aal >= 2 || !flagged) {
+        if out.is_login && out.success && (out.aal >= 2 || !flagged || (challenged && honest)) {
             entry.0.insert(out.device_key);
             if out.country != [0, 0] {
                 entry.1.insert(out.country);
@@ -118,6 +118,19 @@ impl Rules {
         }
         challenged
     }
+}
+
+/// The step-up an honest user completes: the same login at AAL2 with an OTP, 20 s later.
+fn completion(line: &[u8]) -> Option<Vec<u8>> {
+    let mut v: serde_json::Value = serde_json::from_slice(line).ok()?;
+    let o = v.as_object_mut()?;
+    let id = format!("{}-mfa", o.get("event_id")?.as_str()?);
+    let t = crate::timefmt::parse_rfc3339_ms(o.get("time")?.as_str()?)? + 20_000;
+    o.insert("event_id".into(), id.into());
+    o.insert("time".into(), crate::timefmt::rfc3339_ms(t).into());
+    o.insert("aal".into(), 2.into());
+    o.insert("methods".into(), serde_json::json!(["pwd", "otp"]));
+    serde_json::to_vec(&v).ok()
 }
 
 const FOURTEEN_DAYS_MS: i64 = 14 * 86_400_000;
@@ -128,11 +141,13 @@ pub fn evaluate(
     p: &mut Pipeline,
     events: impl BufRead,
     labels: &HashMap<String, String>,
+    mut decisions: Option<&mut dyn std::io::Write>,
     mut progress: impl FnMut(u64),
 ) -> Result<Report, EvalError> {
     let mut rep = Report::default();
     let mut rules = Rules::default();
     let mut out = Output::default();
+    let mut scratch = Output::default();
     let mut first_seen: HashMap<String, i64> = HashMap::new();
     // last time stepup / the rules asked this user to step up
     let mut asked: HashMap<String, (i64, i64)> = HashMap::new();
@@ -149,10 +164,29 @@ pub fn evaluate(
             rep.rejected += 1;
             continue;
         }
+        if let Some(w) = decisions.as_mut() {
+            w.write_all(&out.json)
+                .and_then(|()| w.write_all(b"\n"))
+                .map_err(|source| EvalError::Io {
+                    what: "decisions",
+                    source,
+                })?;
+        }
+        let label = labels.get(&out.event_id);
+        // The closed loop: an honest contractor asked to step up completes it (a
+        // fresh AAL2 login from the same place and device, which teaches the
+        // baseline); an attacker fails it. The completion is not counted.
+        let honest = label.is_some_and(|l| l == "legit");
+        let challenged = out.kind == Some(DecisionKind::StepUp);
+        if honest && challenged && out.is_login && out.success {
+            if let Some(done) = completion(&line) {
+                let _ = p.process(&done, &mut scratch);
+            }
+        }
         let first = *first_seen.entry(out.user_id.clone()).or_insert(out.time_ms);
         let ours = matches!(out.kind, Some(DecisionKind::StepUp | DecisionKind::Deny));
-        let theirs = rules.judge_and_learn(&out);
-        let Some(label) = labels.get(&out.event_id) else {
+        let theirs = rules.judge_and_learn(&out, honest);
+        let Some(label) = label else {
             rep.unlabelled += 1;
             continue;
         };

@@ -52,6 +52,11 @@ pub struct ModelConfig {
     pub learn_min_aal: u8,
     /// ...or at AAL1 when its risk was low.
     pub learn_low_risk_aal1: bool,
+    /// Share of attackers who aim at the victim's own city/ISP or browser (Wiefling
+    /// et al.'s targeted attacker): the least chance that an attacker lands inside a
+    /// value the user knows. Freeman's model alone assumes attackers follow the
+    /// population, which under-rates targeted attacks.
+    pub targeted_attacker_share: f64,
     pub weights: Weights,
 }
 
@@ -262,6 +267,20 @@ impl Assessment {
         self.signals & (1 << s as u8) != 0
     }
 
+    /// Did anything new show up (place, network, device)? An unverified login
+    /// with a novelty never teaches, however low its score.
+    pub fn novel(&self) -> bool {
+        [
+            Signal::NewCountry,
+            Signal::NewCity,
+            Signal::NewAsn,
+            Signal::NewDevice,
+            Signal::NewUserAgent,
+        ]
+        .into_iter()
+        .any(|s| self.has(s))
+    }
+
     pub fn hard_rule(&self) -> Option<Signal> {
         [Signal::ContractInactive, Signal::CountryNotAllowed]
             .into_iter()
@@ -304,7 +323,7 @@ fn p_outside_known(g: &GlobalStats, b: &UserBaseline, f: Feature) -> f64 {
 
 /// Hierarchical likelihood-ratio term. `levels` go coarsest first with the event's
 /// key at each level; returns (log10 ratio, index of the coarsest new level or None).
-fn hierarchy_term(g: &GlobalStats, b: &UserBaseline, levels: &[(Feature, u64)]) -> (f64, Option<usize>) {
+fn hierarchy_term(g: &GlobalStats, b: &UserBaseline, levels: &[(Feature, u64)], targeted: f64) -> (f64, Option<usize>) {
     let n = b.logins.max(1) as f64;
     for (i, &(f, key)) in levels.iter().enumerate() {
         if key == 0 {
@@ -321,7 +340,7 @@ fn hierarchy_term(g: &GlobalStats, b: &UserBaseline, levels: &[(Feature, u64)]) 
                 if pk == 0 {
                     p_outside_known(g, b, f)
                 } else {
-                    p_global(g, pf, pk).clamp(0.02, 1.0)
+                    p_global(g, pf, pk).max(targeted).min(1.0)
                 }
             };
             return (log10_ratio(p_attack, p_legit), Some(i));
@@ -423,7 +442,7 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
             (Feature::Ip, geo.ip_h),
         ];
         if logins > 0 && ev.ip.is_some() {
-            let (t, new_at) = hierarchy_term(g, b, &net);
+            let (t, new_at) = hierarchy_term(g, b, &net, cfg.targeted_attacker_share);
             let t = t * cfg.weights.network;
             let signal = match new_at {
                 Some(0) => Some(Signal::NewCountry),
@@ -457,7 +476,7 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
         ];
         if logins > 0 {
             let known_device = b.count(Feature::Device, en.device_h) > 0;
-            let (t, new_at) = hierarchy_term(g, b, &client);
+            let (t, new_at) = hierarchy_term(g, b, &client, cfg.targeted_attacker_share);
             let mut t = t * cfg.weights.client;
             if !known_device {
                 t = t.max(cfg.weights.new_device_floor);
@@ -501,8 +520,15 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
             }
         }
 
-        // Velocity against the last verified location.
-        if let (Some(last), true) = (b.last_location, geo.has_coords) {
+        // Velocity against the last verified location. A place where the user has
+        // already been verified is never "impossible" (home ↔ corporate VPN egress,
+        // a phone on a coarse mobile geolocation): Entra ignores such places too.
+        let known_place = if geo.city_h != 0 {
+            b.count(Feature::City, geo.city_h) > 0
+        } else {
+            b.count(Feature::Country, geo.country_h) > 0
+        };
+        if let (Some(last), true, false) = (b.last_location, geo.has_coords, known_place) {
             let km = haversine_km(last.lat, last.lon, geo.lat, geo.lon);
             let slack = last.accuracy_km as f64 + geo.accuracy_km as f64;
             let adjusted = (km - slack).max(0.0);
@@ -568,7 +594,7 @@ pub fn teaches(cfg: &ModelConfig, ev: &AuthEvent<'_>, a: &Assessment) -> bool {
         && ev.outcome == Outcome::Success
         && a.hard_rule().is_none()
         && !a.has(Signal::ImpossibleTravel)
-        && (ev.aal >= cfg.learn_min_aal || (cfg.learn_low_risk_aal1 && a.level == Level::Low))
+        && (ev.aal >= cfg.learn_min_aal || (cfg.learn_low_risk_aal1 && a.level == Level::Low && !a.novel()))
 }
 
 /// Location worth remembering for velocity (coordinates known).

@@ -30,6 +30,9 @@ pub struct EvalArgs {
     /// Contractor registry, JSONL.
     #[arg(long, env = "STEPUP_CONTRACTORS")]
     pub contractors: Option<PathBuf>,
+    /// Also write every decision (JSONL) to this file, for inspection.
+    #[arg(long, env = "STEPUP_EVAL_DECISIONS")]
+    pub decisions: Option<PathBuf>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -87,9 +90,22 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<ExitCode> {
         indicatif::ProgressStyle::with_template("{spinner} scoring {pos} events ({per_sec}) {elapsed}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    let rep = evaluate(&mut p, BufReader::with_capacity(1 << 16, file), &labels, |n| {
-        bar.set_position(n)
-    })?;
+    let mut dec_file = match &a.decisions {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let rep = evaluate(
+        &mut p,
+        BufReader::with_capacity(1 << 16, file),
+        &labels,
+        dec_file.as_mut().map(|w| w as &mut dyn std::io::Write),
+        |n| bar.set_position(n),
+    )?;
+    if let Some(mut w) = dec_file {
+        std::io::Write::flush(&mut w)?;
+    }
     bar.finish_and_clear();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&rep)?);

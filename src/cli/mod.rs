@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 pub mod demo;
 pub mod eval;
 pub mod fixtures;
+pub mod gen;
 pub mod run;
 pub mod score;
 
@@ -38,6 +39,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Measure detection quality on labelled events, beside a simple rules baseline.
     Eval(eval::EvalArgs),
+    /// Generate realistic contractor traffic with labelled attacks.
+    Gen(gen::GenArgs),
     /// Write the project's small fixture geo databases (tests, offline demos).
     Fixtures(fixtures::FixturesArgs),
     /// Run the streaming worker: Kafka events in, step-up triggers out.
@@ -66,6 +69,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Eval(a) => eval::run(&a),
         Command::Run(a) => run::run(&a),
         Command::Demo(a) => demo::run(&a),
+        Command::Gen(a) => gen::run(&a).map(|()| std::process::ExitCode::SUCCESS),
         Command::Fixtures(a) => fixtures::run(&a).map(|()| std::process::ExitCode::SUCCESS),
     }
 }
