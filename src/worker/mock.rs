@@ -91,6 +91,11 @@ impl MockKafka {
         self.cluster().broker_up(broker_id)
     }
 
+    /// Fail the next requests of `api` with these errors, in order (fault injection).
+    pub fn request_errors(&self, api: rdkafka::types::RDKafkaApiKey, errors: &[rdkafka::types::RDKafkaRespErr]) {
+        self.cluster().request_errors(api, errors)
+    }
+
     /// Keep the handle quiet about the cluster it owns.
     pub fn flush(&self) {
         let _ = self.handle.flush(std::time::Duration::from_millis(10));

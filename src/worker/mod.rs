@@ -163,6 +163,68 @@ const PRODUCER_DEFAULTS: &[(&str, &str)] = &[
 ];
 const CONSUMER_DEFAULTS: &[(&str, &str)] = &[("auto.offset.reset", "earliest"), ("auto.commit.interval.ms", "1000")];
 
+/// librdkafka properties that only a consumer understands (prefixes end in `.`).
+/// `[kafka]` is shared by every client; giving these to a producer only makes
+/// librdkafka print a CONFWARN, so they are routed to consumers only.
+const CONSUMER_ONLY: &[&str] = &[
+    "group.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "auto.commit.",
+    "enable.auto.",
+    "auto.offset.reset",
+    "queued.",
+    "fetch.",
+    "max.partition.fetch.bytes",
+    "isolation.level",
+    "check.crcs",
+    "partition.assignment.strategy",
+    "enable.partition.eof",
+    "coordinator.query.interval.ms",
+    "offset.store.",
+    "consume.callback.max.messages",
+];
+/// ... and those only a producer understands.
+const PRODUCER_ONLY: &[&str] = &[
+    "linger.ms",
+    "queue.buffering.",
+    "batch.",
+    "acks",
+    "request.required.acks",
+    "compression.",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "enable.idempotence",
+    "enable.gapless.guarantee",
+    "partitioner",
+    "transactional.id",
+    "transaction.timeout.ms",
+    "message.send.max.retries",
+    "retries",
+    "sticky.partitioning.linger.ms",
+    "request.timeout.ms",
+    "queuing.strategy",
+    "produce.offset.report",
+    "delivery.report.only.error",
+];
+
+fn matches_any(key: &str, list: &[&str]) -> bool {
+    list.iter().any(|p| {
+        if p.ends_with('.') {
+            key.starts_with(p)
+        } else {
+            key == *p
+        }
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Producer,
+    Consumer,
+}
+
 impl KafkaConfigs {
     pub fn new(settings: &Settings, instance: &str) -> Self {
         KafkaConfigs {
@@ -172,7 +234,7 @@ impl KafkaConfigs {
         }
     }
 
-    fn base(&self, defaults: &[(&str, &str)], role: &str) -> ClientConfig {
+    fn base(&self, kind: Kind, defaults: &[(&str, &str)], role: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         let id = if self.instance.is_empty() {
             format!("stepup-{role}")
@@ -184,7 +246,13 @@ impl KafkaConfigs {
             c.set(*k, *v);
         }
         for (k, v) in &self.user {
-            c.set(k, v);
+            let foreign = match kind {
+                Kind::Producer => matches_any(k, CONSUMER_ONLY),
+                Kind::Consumer => matches_any(k, PRODUCER_ONLY),
+            };
+            if !foreign {
+                c.set(k, v);
+            }
         }
         c
     }
@@ -205,7 +273,7 @@ impl KafkaConfigs {
 
     /// The idempotent producer of every output.
     pub fn producer(&self) -> ClientConfig {
-        let mut c = self.base(PRODUCER_DEFAULTS, "producer");
+        let mut c = self.base(Kind::Producer, PRODUCER_DEFAULTS, "producer");
         Self::force(&mut c, "enable.idempotence", "true");
         Self::force(&mut c, "acks", "all");
         c
@@ -213,7 +281,7 @@ impl KafkaConfigs {
 
     /// The group consumer of the events topic.
     pub fn consumer(&self) -> ClientConfig {
-        let mut c = self.base(CONSUMER_DEFAULTS, "consumer");
+        let mut c = self.base(Kind::Consumer, CONSUMER_DEFAULTS, "consumer");
         Self::force(&mut c, "group.id", &self.group_id);
         Self::force(&mut c, "enable.auto.offset.store", "false");
         Self::force(&mut c, "enable.auto.commit", "true");
@@ -223,7 +291,7 @@ impl KafkaConfigs {
 
     /// Non-group readers (changelog restore, registry table): assign only.
     pub fn reader(&self, role: &str) -> ClientConfig {
-        let mut c = self.base(&[], role);
+        let mut c = self.base(Kind::Consumer, &[], role);
         // a group.id only routes the consumer queue; these readers never join or commit
         c.set("group.id", format!("{}-{role}", self.group_id));
         c.set("enable.auto.commit", "false");
@@ -234,7 +302,8 @@ impl KafkaConfigs {
     }
 
     pub fn admin(&self) -> ClientConfig {
-        self.base(&[], "admin")
+        // the admin client is a producer-type handle
+        self.base(Kind::Producer, &[], "admin")
     }
 }
 
@@ -566,4 +635,41 @@ fn health_loop(
         ready: false,
         broker_up: status.broker_up.load(Ordering::Acquire),
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_go_to_the_clients_that_understand_them_and_safety_is_forced() {
+        let mut s = Settings::default_embedded().unwrap();
+        for (k, v) in [
+            ("bootstrap.servers", "b:9092"),
+            ("session.timeout.ms", "6000"),
+            ("linger.ms", "20"),
+            ("acks", "1"),
+            ("enable.auto.offset.store", "true"),
+            ("sasl.password", "pw"),
+        ] {
+            s.kafka.insert(k.into(), v.into());
+        }
+        let c = KafkaConfigs::new(&s, "");
+        let p = c.producer();
+        assert_eq!(p.get("acks"), Some("all"));
+        assert_eq!(p.get("enable.idempotence"), Some("true"));
+        assert_eq!(p.get("linger.ms"), Some("20"));
+        assert_eq!(p.get("message.timeout.ms"), Some("0"));
+        assert_eq!(p.get("session.timeout.ms"), None);
+        assert_eq!(p.get("sasl.password"), Some("pw"));
+        let k = c.consumer();
+        assert_eq!(k.get("enable.auto.offset.store"), Some("false"));
+        assert_eq!(k.get("group.id"), Some("stepup"));
+        assert_eq!(k.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(k.get("linger.ms"), None);
+        assert_eq!(k.get("auto.offset.reset"), Some("earliest"));
+        let r = c.reader("restore");
+        assert_eq!(r.get("enable.auto.commit"), Some("false"));
+        assert_eq!(r.get("bootstrap.servers"), Some("b:9092"));
+    }
 }
