@@ -428,25 +428,26 @@ fn commits_never_pass_unacknowledged_outputs() {
     init_logs();
     let mock = MockKafka::start(1).unwrap();
     let s = settings(&mock, 2, |_| {});
-    let h = start(&s, "c");
-    wait_ready(&h);
     let evs = workload("c", 10, 30, T0_MS);
     let p = producer(&mock);
     for (_, user, json) in &evs {
         send(&p, &s.topics.events, Some(user), Some(json.as_bytes()));
     }
     p.flush(Duration::from_secs(10)).unwrap();
-    // from now on, produce requests fail retriably many times
+    // the worker's produce requests fail (retriably) many times: its outputs are
+    // acknowledged seconds after the events were consumed and scored
     mock.request_errors(
         RDKafkaApiKey::Produce,
-        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 40],
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 25],
     );
+    let h = start(&s, "c");
     let events = read_all(&mock, &s.topics.events, 2, evs.len(), Duration::from_secs(10));
     let offset_of: HashMap<String, (i32, i64)> =
         events.iter().map(|r| (event_id(r), (r.partition, r.offset))).collect();
     let t0 = Instant::now();
     let mut samples = 0;
     let mut saw_progress = false;
+    let mut saw_delay = false;
     loop {
         let c = committed(&mock, &s.worker.group_id, &s.topics.events, 2);
         let decided: HashSet<String> = read_all(&mock, &s.topics.decisions, 2, 0, Duration::from_secs(5))
@@ -463,6 +464,7 @@ fn commits_never_pass_unacknowledged_outputs() {
         }
         samples += 1;
         saw_progress |= c.iter().any(|o| *o > 0);
+        saw_delay |= h.metrics().events_scored.get() > decided.len() as u64;
         if decided.len() == evs.len()
             && c.iter().enumerate().all(|(p, o)| {
                 *o == events
@@ -481,6 +483,10 @@ fn commits_never_pass_unacknowledged_outputs() {
         );
     }
     assert!(saw_progress && samples > 1);
+    assert!(
+        saw_delay,
+        "the injected errors delayed acknowledgements (else this test proves nothing)"
+    );
     assert_eq!(h.shutdown(), WorkerExit::Clean);
 }
 
@@ -926,4 +932,44 @@ fn the_run_command_serves_and_stops_cleanly_on_sigterm() {
         ends,
         "everything committed at exit"
     );
+}
+
+/// Restore reads changelog partition p for input partition p: a changelog with a
+/// different partition count is refused at start with a clear error; missing
+/// topics with creation disabled too.
+#[test]
+fn start_refuses_a_changelog_with_another_partition_count() {
+    init_logs();
+    let mock = MockKafka::start(1).unwrap();
+    let mut s = Settings::default_embedded().unwrap();
+    s.kafka
+        .insert("bootstrap.servers".into(), mock.bootstrap_servers().into());
+    s.worker.create_topics = false;
+    for t in [
+        &s.topics.events,
+        &s.topics.contractors,
+        &s.topics.triggers,
+        &s.topics.decisions,
+        &s.topics.dlq,
+    ] {
+        mock.create_topic(t, 3).unwrap();
+    }
+    let opts = WorkerOptions {
+        connect_timeout: Duration::from_secs(5),
+        ..WorkerOptions::default()
+    };
+    let e = worker::start(shared(&s), opts.clone())
+        .err()
+        .expect("missing changelog refused")
+        .to_string();
+    assert!(
+        e.contains(&s.topics.changelog) && e.contains("--no-create-topics"),
+        "{e}"
+    );
+    mock.create_topic(&s.topics.changelog, 2).unwrap();
+    let e = worker::start(shared(&s), opts)
+        .err()
+        .expect("mismatch refused")
+        .to_string();
+    assert!(e.contains("has 2 partitions") && e.contains("has 3"), "{e}");
 }
