@@ -1058,7 +1058,7 @@ fn cli_writes_the_same_bytes_as_the_library() {
 // [STEPUP_GEN_TEST_ASN_DB=asn.mmdb] cargo test --test gen -- --ignored
 
 #[test]
-#[ignore]
+#[ignore = "needs the real DB-IP database (scripts/fetch-geoip.sh) given in STEPUP_GEN_TEST_GEOIP"]
 fn real_database_from_env() {
     let Ok(list) = std::env::var("STEPUP_GEN_TEST_GEOIP") else {
         eprintln!("STEPUP_GEN_TEST_GEOIP not set");
