@@ -61,7 +61,11 @@ pub struct Verdict {
 
 /// Apply the policy to an assessed event.
 pub fn decide(policy: &Policy, ev: &AuthEvent<'_>, a: &Assessment) -> Verdict {
-    let tier_i = policy.tier_of(ev.resource.as_deref());
+    decide_in_tier(policy, policy.tier_of(ev.resource.as_deref()), ev, a)
+}
+
+/// [`decide`] with the event's tier already resolved (the pipeline caches it).
+pub fn decide_in_tier(policy: &Policy, tier_i: usize, ev: &AuthEvent<'_>, a: &Assessment) -> Verdict {
     let tier = &policy.tiers[tier_i];
     let required_aal = tier.required_aal(a.level);
     let deny = if policy.deny_outside_contract && a.has(Signal::ContractInactive) {
@@ -126,14 +130,15 @@ fn num(out: &mut Vec<u8>, x: f64) {
 }
 
 fn detail(out: &mut Vec<u8>, r: &crate::model::Reason, en: &Enriched) {
+    out.push(b'"');
+    let mut s = Esc(out);
     let geo = &en.geo;
-    let place = |out: &mut Vec<u8>| {
+    let place = |out: &mut Esc<'_>| {
         if let Some(c) = &geo.city {
             let _ = write!(out, "{}, ", c);
         }
         let _ = write!(out, "{}", geo.country_str());
     };
-    let mut s: Vec<u8> = Vec::with_capacity(96);
     match (r.signal, r.detail) {
         (Signal::NewCountry, Detail::Novel { logins, known }) => {
             let _ = write!(
@@ -143,7 +148,7 @@ fn detail(out: &mut Vec<u8>, r: &crate::model::Reason, en: &Enriched) {
             );
         }
         (Signal::NewCity, Detail::Novel { logins, known }) => {
-            s.extend_from_slice(b"first login from ");
+            let _ = s.write_all(b"first login from ");
             place(&mut s);
             let _ = write!(s, " (knows {known} cities over {logins} logins)");
         }
@@ -205,7 +210,7 @@ fn detail(out: &mut Vec<u8>, r: &crate::model::Reason, en: &Enriched) {
             );
         }
         (Signal::ContractInactive, Detail::Contract { ended }) => {
-            s.extend_from_slice(if ended {
+            let _ = s.write_all(if ended {
                 b"contract has ended"
             } else {
                 b"contract has not started"
@@ -213,7 +218,29 @@ fn detail(out: &mut Vec<u8>, r: &crate::model::Reason, en: &Enriched) {
         }
         _ => {}
     }
-    json_str(out, std::str::from_utf8(&s).unwrap_or(""));
+    out.push(b'"');
+}
+
+/// Writes through JSON string escaping (for reason details built with `write!`).
+struct Esc<'a>(&'a mut Vec<u8>);
+
+impl Write for Esc<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            match b {
+                b'"' => self.0.extend_from_slice(b"\\\""),
+                b'\\' => self.0.extend_from_slice(b"\\\\"),
+                0..=0x1f => {
+                    let _ = write!(self.0, "\\u{:04x}", b);
+                }
+                _ => self.0.push(b),
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Encode one decision as a JSON object (no trailing newline).

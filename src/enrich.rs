@@ -487,8 +487,8 @@ impl UaInfo {
 /// Enrichment facts for one event.
 #[derive(Debug, Clone)]
 pub struct Enriched {
-    pub geo: GeoInfo,
-    pub ua: UaInfo,
+    pub geo: Arc<GeoInfo>,
+    pub ua: Arc<UaInfo>,
     /// Device identity: the hashed `device_id` when given, else the UA fingerprint.
     pub device_h: u64,
     pub has_device_id: bool,
@@ -497,10 +497,10 @@ pub struct Enriched {
 /// Bounded caches in front of the databases, owned by one pipeline.
 pub struct Enricher {
     dbs: Arc<GeoDatabases>,
-    ip_cache: FastMap<IpAddr, GeoInfo>,
-    ua_cache: FastMap<Box<str>, UaInfo>,
-    no_ua: UaInfo,
-    no_geo: GeoInfo,
+    ip_cache: FastMap<IpAddr, Arc<GeoInfo>>,
+    ua_cache: FastMap<Box<str>, Arc<UaInfo>>,
+    no_ua: Arc<UaInfo>,
+    no_geo: Arc<GeoInfo>,
     cap_ip: usize,
     cap_ua: usize,
     pub stats: CacheStats,
@@ -524,22 +524,22 @@ impl Enricher {
             dbs,
             ip_cache: FastMap::default(),
             ua_cache: FastMap::default(),
-            no_ua: UaInfo::none(),
-            no_geo: GeoInfo::unknown(),
+            no_ua: Arc::new(UaInfo::none()),
+            no_geo: Arc::new(GeoInfo::unknown()),
             cap_ip: cap_ip.max(1),
             cap_ua: cap_ua.max(1),
             stats: CacheStats::default(),
         }
     }
 
-    pub fn geo(&mut self, ip: Option<IpAddr>) -> GeoInfo {
+    pub fn geo(&mut self, ip: Option<IpAddr>) -> Arc<GeoInfo> {
         let Some(ip) = ip else { return self.no_geo.clone() };
         if let Some(g) = self.ip_cache.get(&ip) {
             self.stats.ip_hits += 1;
             return g.clone();
         }
         self.stats.ip_misses += 1;
-        let g = self.dbs.lookup(ip);
+        let g = Arc::new(self.dbs.lookup(ip));
         if self.ip_cache.len() >= self.cap_ip {
             // Bounded: start over rather than grow (hot working sets refill at once).
             self.ip_cache.clear();
@@ -548,14 +548,14 @@ impl Enricher {
         g
     }
 
-    pub fn ua(&mut self, ua: Option<&str>) -> UaInfo {
+    pub fn ua(&mut self, ua: Option<&str>) -> Arc<UaInfo> {
         let Some(ua) = ua else { return self.no_ua.clone() };
         if let Some(u) = self.ua_cache.get(ua) {
             self.stats.ua_hits += 1;
             return u.clone();
         }
         self.stats.ua_misses += 1;
-        let info = UaInfo::parse(ua);
+        let info = Arc::new(UaInfo::parse(ua));
         if self.ua_cache.len() >= self.cap_ua {
             self.ua_cache.clear();
         }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::baseline::{Observation, Retention, StateStore, UserBaseline, N_FEATURES};
 use crate::config::Settings;
 use crate::contractors::{Contractor, Registry};
-use crate::decision::{decide, encode, DecisionKind, Verdict};
+use crate::decision::{decide_in_tier, encode, DecisionKind, Verdict};
 use crate::enrich::{Enricher, GeoDatabases};
 use crate::event::{decode, DecodeError, EventKind, Outcome};
 use crate::model::{assess, location_of, teaches, Inputs};
@@ -84,6 +84,27 @@ pub struct Pipeline {
     enricher: Enricher,
     state: StateStore,
     registry: Registry,
+    /// resource → tier, so glob matching runs once per distinct resource (bounded).
+    tiers: crate::hash::FastMap<Box<str>, usize>,
+}
+
+const TIER_CACHE: usize = 10_000;
+
+fn tier_cached(
+    cache: &mut crate::hash::FastMap<Box<str>, usize>,
+    policy: &crate::policy::Policy,
+    resource: Option<&str>,
+) -> usize {
+    let Some(r) = resource else { return policy.default_tier };
+    if let Some(&t) = cache.get(r) {
+        return t;
+    }
+    let t = policy.tier_of(Some(r));
+    if cache.len() >= TIER_CACHE {
+        cache.clear();
+    }
+    cache.insert(Box::from(r), t);
+    t
 }
 
 impl Pipeline {
@@ -97,6 +118,7 @@ impl Pipeline {
             enricher: Enricher::new(shared.geo.clone()),
             state: StateStore::new(retention),
             registry: Registry::default(),
+            tiers: Default::default(),
             shared,
         }
     }
@@ -120,7 +142,8 @@ impl Pipeline {
                 contractor,
             },
         );
-        let verdict = decide(&settings.policy, &ev, &a);
+        let tier = tier_cached(&mut self.tiers, &settings.policy, ev.resource.as_deref());
+        let verdict = decide_in_tier(&settings.policy, tier, &ev, &a);
         encode(&mut out.json, &settings.policy, &ev, &en, &a, &verdict);
 
         // Baseline update after scoring: the event is judged against the past only.
