@@ -94,10 +94,13 @@ pub struct UserBaseline {
     pub tz: Option<Tz>,
 }
 
-impl Default for UserBaseline {
-    fn default() -> Self {
+/// The baseline of a user never seen (scoring reads it without allocating one).
+pub static EMPTY: UserBaseline = UserBaseline::new();
+
+impl UserBaseline {
+    pub const fn new() -> Self {
         UserBaseline {
-            features: Default::default(),
+            features: [const { Vec::new() }; N_FEATURES],
             hours: [0; 168],
             logins: 0,
             first_seen: 0,
@@ -107,6 +110,12 @@ impl Default for UserBaseline {
             fail_head: 0,
             tz: None,
         }
+    }
+}
+
+impl Default for UserBaseline {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -199,6 +199,13 @@ fn detail(out: &mut Vec<u8>, r: &crate::model::Reason, en: &Enriched) {
         (Signal::NewUser, Detail::Logins(n)) => {
             let _ = write!(s, "only {n} trusted logins so far");
         }
+        (Signal::HostingNetwork, _) => {
+            let _ = write!(s, "hosting / VPN network AS{}", geo.asn);
+            if let Some(o) = &geo.asn_org {
+                let _ = write!(s, " {o}");
+            }
+            let _ = write!(s, ", never verified for this user");
+        }
         (Signal::InfrequentUser, Detail::Logins(n)) => {
             let _ = write!(s, "rarely logs in ({n} trusted logins)");
         }

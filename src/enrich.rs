@@ -358,6 +358,8 @@ pub struct GeoInfo {
     pub asn: u32,
     pub asn_h: u64,
     pub asn_org: Option<Arc<str>>,
+    /// The ASN organisation looks like hosting / VPN egress (see `Enricher::with_hosting_keywords`).
+    pub hosting: bool,
     pub ip_h: u64,
 }
 
@@ -377,6 +379,7 @@ impl GeoInfo {
             asn: 0,
             asn_h: 0,
             asn_org: None,
+            hosting: false,
             ip_h: 0,
         }
     }
@@ -503,6 +506,8 @@ pub struct Enricher {
     no_geo: Arc<GeoInfo>,
     cap_ip: usize,
     cap_ua: usize,
+    /// Lower-case keywords marking hosting/VPN ASN organisations.
+    hosting_keywords: Vec<String>,
     pub stats: CacheStats,
 }
 
@@ -528,8 +533,19 @@ impl Enricher {
             no_geo: Arc::new(GeoInfo::unknown()),
             cap_ip: cap_ip.max(1),
             cap_ua: cap_ua.max(1),
+            hosting_keywords: Vec::new(),
             stats: CacheStats::default(),
         }
+    }
+
+    /// Mark ASN organisations containing any of these words (case-insensitive) as hosting.
+    pub fn with_hosting_keywords(mut self, words: &[String]) -> Self {
+        self.hosting_keywords = words
+            .iter()
+            .map(|w| w.to_lowercase())
+            .filter(|w| !w.is_empty())
+            .collect();
+        self
     }
 
     pub fn geo(&mut self, ip: Option<IpAddr>) -> Arc<GeoInfo> {
@@ -539,7 +555,12 @@ impl Enricher {
             return g.clone();
         }
         self.stats.ip_misses += 1;
-        let g = Arc::new(self.dbs.lookup(ip));
+        let mut g = self.dbs.lookup(ip);
+        if let Some(org) = &g.asn_org {
+            let org = org.to_lowercase();
+            g.hosting = self.hosting_keywords.iter().any(|w| org.contains(w.as_str()));
+        }
+        let g = Arc::new(g);
         if self.ip_cache.len() >= self.cap_ip {
             // Bounded: start over rather than grow (hot working sets refill at once).
             self.ip_cache.clear();

@@ -57,6 +57,10 @@ pub struct ModelConfig {
     /// value the user knows. Freeman's model alone assumes attackers follow the
     /// population, which under-rates targeted attacks.
     pub targeted_attacker_share: f64,
+    /// ASN organisation names containing one of these (case-insensitive) are hosting /
+    /// VPN egress: a person is rarely there. Needs an ASN database. Empty: off.
+    #[serde(default)]
+    pub hosting_asn_keywords: Vec<String>,
     pub weights: Weights,
 }
 
@@ -79,6 +83,9 @@ pub struct Weights {
     /// Familiarity (known places, devices, hours, a frequent user) can lower the
     /// score by at most this much in total: it softens, never hides, a novelty.
     pub familiarity_cap: f64,
+    /// A hosting/VPN network the user was never verified on.
+    #[serde(default)]
+    pub hosting_network: f64,
 }
 
 impl ModelConfig {
@@ -134,12 +141,13 @@ pub enum Signal {
     FailedBurst,
     NewUser,
     InfrequentUser,
+    HostingNetwork,
     CountryNotAllowed,
     ContractInactive,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 13] = [
+    pub const ALL: [Signal; 14] = [
         Signal::NewCountry,
         Signal::NewCity,
         Signal::NewAsn,
@@ -151,6 +159,7 @@ impl Signal {
         Signal::FailedBurst,
         Signal::NewUser,
         Signal::InfrequentUser,
+        Signal::HostingNetwork,
         Signal::CountryNotAllowed,
         Signal::ContractInactive,
     ];
@@ -168,6 +177,7 @@ impl Signal {
             Signal::FailedBurst => "failed_burst",
             Signal::NewUser => "new_user",
             Signal::InfrequentUser => "infrequent_user",
+            Signal::HostingNetwork => "hosting_network",
             Signal::CountryNotAllowed => "country_not_allowed",
             Signal::ContractInactive => "contract_inactive",
         }
@@ -359,7 +369,8 @@ fn hierarchy_term(g: &GlobalStats, b: &UserBaseline, levels: &[(Feature, u64)], 
 
 /// Probability of the hour of week under the user's smoothed histogram.
 fn p_hour(b: &UserBaseline, how: usize) -> f64 {
-    let total: f64 = b.hours.iter().map(|&c| c as f64).sum();
+    // integer sum: vectorises (a float sum is a 168-long dependency chain)
+    let total = b.hours.iter().map(|&c| c as u32).sum::<u32>() as f64;
     if total == 0.0 {
         return 1.0 / 168.0;
     }
@@ -427,8 +438,7 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
         .or(geo.tz);
     a.hour_of_week = tz.and_then(|tz| hour_of_week(ev.time_ms, tz));
 
-    let empty = UserBaseline::default();
-    let b = x.baseline.unwrap_or(&empty);
+    let b = x.baseline.unwrap_or(&crate::baseline::EMPTY);
     let g = x.global;
     let logins = b.logins;
     let mut familiarity = 0.0f64;
@@ -441,6 +451,8 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
             (Feature::Asn, geo.asn_h),
             (Feature::Ip, geo.ip_h),
         ];
+        // Is the address inside a network block the user was verified in?
+        let home_network = logins > 0 && geo.ip_h != 0 && b.count(Feature::Ip, geo.ip_h) > 0;
         if logins > 0 && ev.ip.is_some() {
             let (t, new_at) = hierarchy_term(g, b, &net, cfg.targeted_attacker_share);
             let t = t * cfg.weights.network;
@@ -465,6 +477,12 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
             familiarity += t.min(0.0);
         }
 
+        // Hosting / VPN egress the user was never verified on (IP intelligence, used
+        // with care: corporate VPN egress is learned once verified, then silent).
+        if geo.hosting && logins > 0 && b.count(Feature::Asn, geo.asn_h) == 0 {
+            a.add(Signal::HostingNetwork, cfg.weights.hosting_network, Detail::None);
+        }
+
         // Client hierarchy: device category → OS → browser family → device identity
         // (the device_id, or the version-free UA fingerprint). The full UA string is
         // remembered but not judged: a browser upgrade is not a new device.
@@ -478,7 +496,10 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
             let known_device = b.count(Feature::Device, en.device_h) > 0;
             let (t, new_at) = hierarchy_term(g, b, &client, cfg.targeted_attacker_share);
             let mut t = t * cfg.weights.client;
-            if !known_device {
+            // A new device always steps up (the explicit signal), except on a network
+            // block the user was verified in: a new laptop at home is scored by the
+            // ratio alone (attackers essentially never share the victim's /24).
+            if !known_device && !home_network {
                 t = t.max(cfg.weights.new_device_floor);
             }
             if t > 0.0 {

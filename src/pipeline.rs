@@ -115,7 +115,7 @@ impl Pipeline {
             ..Retention::default()
         };
         Pipeline {
-            enricher: Enricher::new(shared.geo.clone()),
+            enricher: Enricher::new(shared.geo.clone()).with_hosting_keywords(&m.hosting_asn_keywords),
             state: StateStore::new(retention),
             registry: Registry::default(),
             tiers: Default::default(),

@@ -29,14 +29,22 @@ fn counts_a_crafted_story_exactly() {
             .set("device_id", serde_json::Value::Null),
         "naive",
     );
-    // a new laptop: both step up; the contractor completes it (the loop) ...
+    // a new laptop at home: stepup lets the ratio judge it (the user's own /24),
+    // the rules step up
     push(
         Ev::login("u1", &t(8, 9, 0), &lisbon).set("device_id", json!("laptop-2")),
         "legit",
     );
+    // a new laptop away from home: both step up; the contractor completes it (the
+    // closed loop) ...
+    let porto = ip_in("Porto", NetKind::Residential, 0, 9);
+    push(
+        Ev::login("u1", &t(9, 9, 0), &porto).set("device_id", json!("laptop-3")),
+        "legit",
+    );
     // ... so the next login from it bothers nobody
     push(
-        Ev::login("u1", &t(9, 9, 0), &lisbon).set("device_id", json!("laptop-2")),
+        Ev::login("u1", &t(10, 9, 0), &porto).set("device_id", json!("laptop-3")),
         "legit",
     );
     // a login after the contract: only stepup stops it (registry rule)
@@ -56,21 +64,24 @@ fn counts_a_crafted_story_exactly() {
     )
     .unwrap();
 
-    assert_eq!(rep.events, 10);
+    assert_eq!(rep.events, 11);
     assert_eq!(
         String::from_utf8(decisions).unwrap().lines().count(),
-        10,
+        11,
         "one decision per event"
     );
     let naive = rep.attacks["naive"];
     assert_eq!((naive.events, naive.stepup, naive.rules), (1, 1, 1));
     let post = rep.attacks["post_contract"];
     assert_eq!((post.events, post.stepup, post.rules), (1, 1, 0));
-    // honest: 5 AAL2 + routine + new laptop + its second login = 8 attempts; the first
-    // (new user) and the new laptop are stepped up by stepup, the new laptop by the rules
-    assert_eq!(rep.honest.events, 8);
-    assert_eq!(rep.honest.stepup, 1, "{:?}", rep.honest);
-    assert_eq!(rep.honest.rules, 1, "{:?}", rep.honest);
+    // honest: 5 AAL2 + routine + laptop-2 + laptop-3 twice = 9 attempts
+    assert_eq!(rep.honest.events, 9);
+    assert_eq!(rep.honest.stepup, 1, "only laptop-3's first login: {:?}", rep.honest);
+    assert_eq!(
+        rep.honest.rules, 2,
+        "laptop-2 and laptop-3's first login: {:?}",
+        rep.honest
+    );
     assert_eq!(rep.honest_after_14d.events, 0);
     assert_eq!(rep.all_attacks().events, 2);
 }
