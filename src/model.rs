@@ -333,7 +333,13 @@ fn p_outside_known(g: &GlobalStats, b: &UserBaseline, f: Feature) -> f64 {
 
 /// Hierarchical likelihood-ratio term. `levels` go coarsest first with the event's
 /// key at each level; returns (log10 ratio, index of the coarsest new level or None).
-fn hierarchy_term(g: &GlobalStats, b: &UserBaseline, levels: &[(Feature, u64)], targeted: f64) -> (f64, Option<usize>) {
+fn hierarchy_term(
+    g: &GlobalStats,
+    b: &UserBaseline,
+    levels: &[(Feature, u64)],
+    targeted: f64,
+    targeted_depth: usize,
+) -> (f64, Option<usize>) {
     let n = b.logins.max(1) as f64;
     for (i, &(f, key)) in levels.iter().enumerate() {
         if key == 0 {
@@ -350,7 +356,10 @@ fn hierarchy_term(g: &GlobalStats, b: &UserBaseline, levels: &[(Feature, u64)], 
                 if pk == 0 {
                     p_outside_known(g, b, f)
                 } else {
-                    p_global(g, pf, pk).max(targeted).min(1.0)
+                    // a targeted attacker can pick the victim's city or browser, not the
+                    // victim's own ISP: the floor stops at `targeted_depth`
+                    let floor = if i <= targeted_depth { targeted } else { 0.0 };
+                    p_global(g, pf, pk).max(floor).min(1.0)
                 }
             };
             return (log10_ratio(p_attack, p_legit), Some(i));
@@ -454,7 +463,7 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
         // Is the address inside a network block the user was verified in?
         let home_network = logins > 0 && geo.ip_h != 0 && b.count(Feature::Ip, geo.ip_h) > 0;
         if logins > 0 && ev.ip.is_some() {
-            let (t, new_at) = hierarchy_term(g, b, &net, cfg.targeted_attacker_share);
+            let (t, new_at) = hierarchy_term(g, b, &net, cfg.targeted_attacker_share, 2);
             let t = t * cfg.weights.network;
             let signal = match new_at {
                 Some(0) => Some(Signal::NewCountry),
@@ -494,7 +503,7 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
         ];
         if logins > 0 {
             let known_device = b.count(Feature::Device, en.device_h) > 0;
-            let (t, new_at) = hierarchy_term(g, b, &client, cfg.targeted_attacker_share);
+            let (t, new_at) = hierarchy_term(g, b, &client, cfg.targeted_attacker_share, 3);
             let mut t = t * cfg.weights.client;
             // A new device always steps up (the explicit signal), except on a network
             // block the user was verified in: a new laptop at home is scored by the
