@@ -77,14 +77,38 @@ fn new_device_steps_up_but_browser_upgrade_does_not() {
     );
     assert!(!has(&up, "new_device"), "an upgrade is not a new device: {up}");
     assert_eq!(up["decision"], "allow", "{up}");
+    // an unknown device on another ISP of the same city: the explicit signal steps up
+    let elsewhere = ip_in("Lisbon", NetKind::Residential, 1, 11);
     let d = score(
         &mut p,
-        &Ev::login("u1", &t(43, 10, 0), &home)
+        &Ev::login("u1", &t(43, 10, 0), &elsewhere)
             .set("device_id", json!("stranger"))
             .set("user_agent", json!(FIREFOX_LINUX)),
     );
     assert!(has(&d, "new_device"), "{d}");
-    assert_eq!(d["decision"], "step_up");
+    assert_eq!(d["decision"], "step_up", "{d}");
+    // on the contractor's own verified /24 the ratio alone judges it (a new laptop
+    // at home): named, but not enough to step up
+    let d = score(
+        &mut p,
+        &Ev::login("u1", &t(44, 10, 0), &home).set("device_id", json!("laptop-2")),
+    );
+    assert!(has(&d, "new_device"), "{d}");
+    assert_eq!(d["decision"], "allow", "{d}");
+}
+
+#[test]
+fn hosting_network_is_flagged_until_verified() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let vpn = ip_in("Lisbon", NetKind::Hosting, 0, 11);
+    let d = score(&mut p, &Ev::login("u1", &t(43, 10, 0), &vpn));
+    assert!(has(&d, "hosting_network"), "{d}");
+    assert_eq!(d["decision"], "step_up", "{d}");
+    // the contractor's corporate VPN egress, once verified, is silent
+    score(&mut p, &Ev::login("u1", &t(43, 10, 1), &vpn).aal2());
+    let d = score(&mut p, &Ev::login("u1", &t(44, 10, 0), &vpn));
+    assert!(!has(&d, "hosting_network"), "{d}");
 }
 
 #[test]
