@@ -1,0 +1,365 @@
+//! End-to-end benchmark against a real broker: the stepup worker (consume → score
+//! → produce) beside a passthrough (consume → produce the same bytes, no scoring)
+//! with the same rdkafka settings, on the same broker, in the same run.
+//!
+//!   cargo bench --bench e2e
+//!
+//! Broker: `STEPUP_TEST_BOOTSTRAP`, else the one `scripts/kafka-broker.sh`
+//! manages (started here if it is not running, and stopped again at the end).
+//!
+//! Three pipelines, each on its own fresh topics and group: "broker only" (produce
+//! and read back the same topic: the floor), "passthrough" and "stepup run".
+//! Two phases per pipeline:
+//! - throughput: M pre-generated events produced as fast as the client can, from
+//!   the first send to the last output record read: events/s;
+//! - latency: K more events paced at R/s (below saturation): p50/p99 from the
+//!   send of an event to the arrival of its output (decision, or copied record).
+//!
+//! Settings: `STEPUP_BENCH_EVENTS` (M, 20000), `STEPUP_BENCH_PACED` (K, 3000),
+//! `STEPUP_BENCH_RATE` (R, 1000), `STEPUP_BENCH_PARTITIONS` (4).
+//! Run by `cargo test --all-targets` (no `--bench` argument) it only smoke-tests
+//! with a few hundred events, and only when `STEPUP_TEST_BOOTSTRAP` is set.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::collections::{HashMap, VecDeque};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::Message;
+
+use common::*;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Stops the broker at the end when this run started it.
+struct BrokerGuard(Option<std::path::PathBuf>);
+impl Drop for BrokerGuard {
+    fn drop(&mut self) {
+        if let Some(script) = self.0.take() {
+            let _ = Command::new("bash").arg(script).arg("stop").status();
+        }
+    }
+}
+
+fn broker(quick: bool) -> Option<(String, BrokerGuard)> {
+    if let Ok(bs) = std::env::var(BOOTSTRAP_ENV) {
+        if !bs.trim().is_empty() {
+            return Some((bs.trim().to_string(), BrokerGuard(None)));
+        }
+    }
+    if quick {
+        println!("e2e bench: test mode without {BOOTSTRAP_ENV}: skipped (run `cargo bench --bench e2e`)");
+        return None;
+    }
+    let script = manifest_dir().join("scripts/kafka-broker.sh");
+    let running = Command::new("bash")
+        .arg(&script)
+        .arg("status")
+        .status()
+        .is_ok_and(|s| s.success());
+    let guard = if running {
+        BrokerGuard(None)
+    } else {
+        let st = Command::new("bash")
+            .arg(&script)
+            .arg("start")
+            .status()
+            .expect("kafka-broker.sh");
+        assert!(
+            st.success(),
+            "scripts/kafka-broker.sh start failed (install tansu: scripts/kafka-broker.sh install)"
+        );
+        BrokerGuard(Some(script.clone()))
+    };
+    let out = Command::new("bash").arg(&script).arg("bootstrap").output().unwrap();
+    let bs = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // The worker's tests look here too.
+    std::env::set_var(BOOTSTRAP_ENV, &bs);
+    Some((bs, guard))
+}
+
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    events_per_s: f64,
+    burst_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    outputs: usize,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// The event id of an output record (a decision or a copied event: both carry it).
+fn event_id_of(r: &Rec) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Id<'a> {
+        #[serde(borrow)]
+        event_id: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_slice::<Id>(r.value.as_deref()?)
+        .ok()
+        .map(|i| i.event_id.into_owned())
+}
+
+/// Produce `events` (at `rate`/s, or as fast as possible), wait for one output per
+/// event on `out`, and measure.
+fn drive(bs: &str, topic_in: &str, out: &TopicReader, events: &[GenEvent], rate: Option<f64>, what: &str) -> Figures {
+    let p = producer(bs);
+    let already = out.len();
+    let mut sent_at: HashMap<&str, Instant> = HashMap::with_capacity(events.len());
+    let t0 = Instant::now();
+    let mut futs = Vec::with_capacity(events.len());
+    for (i, e) in events.iter().enumerate() {
+        if let Some(r) = rate {
+            let due = Duration::from_secs_f64(i as f64 / r);
+            let el = t0.elapsed();
+            if due > el {
+                std::thread::sleep(due - el);
+            }
+        }
+        sent_at.insert(&e.event_id, Instant::now());
+        futs.push(send(
+            &p,
+            topic_in,
+            None,
+            Some(e.user_id.as_bytes()),
+            e.json.as_bytes(),
+            &[],
+        ));
+    }
+    for f in futs {
+        delivered(f, topic_in);
+    }
+    let n = events.len();
+    let timeout = Duration::from_secs(120 + (n / 200) as u64);
+    let recs = out.wait_for(
+        timeout,
+        &format!("{what}: an output for each of {n} events"),
+        |r| r.len() >= already + n && distinct_ids(&r[already..]) >= n,
+        String::new,
+    );
+    let mut first: HashMap<String, Instant> = HashMap::with_capacity(n);
+    for r in &recs[already..] {
+        if let Some(id) = event_id_of(r) {
+            first.entry(id).or_insert(r.received);
+        }
+    }
+    let mut lat: Vec<f64> = Vec::with_capacity(n);
+    let mut last = t0;
+    for e in events {
+        let arr = first[&e.event_id];
+        last = last.max(arr);
+        lat.push(arr.duration_since(sent_at[e.event_id.as_str()]).as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let span = last.duration_since(t0).as_secs_f64();
+    Figures {
+        events_per_s: n as f64 / span,
+        burst_s: span,
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+        max_ms: *lat.last().unwrap_or(&f64::NAN),
+        outputs: recs.len() - already,
+    }
+}
+
+/// consume → produce the same bytes, at-least-once like the worker: the input
+/// offset is stored for commit only after the copy is acknowledged.
+struct Passthrough {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+/// The rdkafka settings of the worker's clients (src/worker/mod.rs: KafkaConfigs,
+/// plus the session settings the tests give every worker), so that the only
+/// difference between the two pipelines is the work in between.
+fn pipeline_consumer(bs: &str, group: &str) -> BaseConsumer {
+    client_config(bs)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.commit", "true")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", "6000")
+        .set("heartbeat.interval.ms", "1000")
+        .create()
+        .expect("passthrough consumer")
+}
+
+fn pipeline_producer(bs: &str) -> FutureProducer {
+    client_config(bs)
+        .set("message.timeout.ms", "0")
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("passthrough producer")
+}
+
+impl Passthrough {
+    fn start(bs: &str, topic_in: &str, topic_out: &str, group: &str, partitions: usize) -> Passthrough {
+        let c = pipeline_consumer(bs, group);
+        c.subscribe(&[topic_in]).expect("subscribe");
+        let p = pipeline_producer(bs);
+        // Joined and assigned before the clock starts, as the worker is ready.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while c.assignment().map(|a| a.count()).unwrap_or(0) < partitions {
+            assert!(Instant::now() < deadline, "passthrough consumer got no assignment");
+            if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
+                panic!("passthrough read a record before the benchmark produced any");
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let s2 = stop.clone();
+        let (tin, tout) = (topic_in.to_string(), topic_out.to_string());
+        let handle = std::thread::spawn(move || {
+            let mut pending: VecDeque<(rdkafka::producer::DeliveryFuture, i32, i64)> = VecDeque::new();
+            let mut copied = 0u64;
+            while !s2.load(Ordering::Relaxed) {
+                if let Some(m) = c.poll(Duration::from_millis(if pending.is_empty() { 100 } else { 1 })) {
+                    let m = m.expect("passthrough consume");
+                    let f = send(&p, &tout, None, m.key(), m.payload().unwrap_or_default(), &[]);
+                    pending.push_back((f, m.partition(), m.offset()));
+                }
+                while let Some((f, part, off)) = pending.front_mut() {
+                    match (&mut *f).now_or_never() {
+                        Some(Ok(Ok(_))) => {
+                            // rd_kafka_offset_store stores offset + 1 itself (the next to read).
+                            c.store_offset(&tin, *part, *off).expect("store_offset");
+                            copied += 1;
+                            pending.pop_front();
+                        }
+                        Some(other) => panic!("passthrough delivery failed: {other:?}"),
+                        None => break,
+                    }
+                }
+            }
+            copied
+        });
+        Passthrough {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.take().unwrap().join().unwrap()
+    }
+}
+
+fn main() {
+    let bench_mode = std::env::args().any(|a| a == "--bench");
+    let quick = !bench_mode;
+    let Some((bs, _guard)) = broker(quick) else { return };
+    let m = if quick {
+        300
+    } else {
+        env_usize("STEPUP_BENCH_EVENTS", 20_000)
+    };
+    let k = if quick {
+        200
+    } else {
+        env_usize("STEPUP_BENCH_PACED", 3_000)
+    };
+    let rate = env_usize("STEPUP_BENCH_RATE", 1_000) as f64;
+    let parts = env_usize("STEPUP_BENCH_PARTITIONS", 4) as i32;
+    let only = std::env::var("STEPUP_BENCH_ONLY").unwrap_or_default();
+    println!("e2e bench: {m} events burst + {k} paced at {rate}/s, {parts} partitions, broker {bs}");
+    let events = gen_events(&unique("bench"), 7, 500, m + k);
+    let (burst, paced) = events.split_at(m);
+
+    let mut results: Vec<(&str, Figures, Figures)> = Vec::new();
+
+    if only.is_empty() || only == "broker" {
+        // The floor: produce → read back the same topic, no pipeline in between.
+        let t = Topics::new("bench-broker", parts);
+        create_topics(&bs, &[(&t.events, parts, false)]);
+        let out = TopicReader::start(&bs, &t.events);
+        let a = drive(&bs, &t.events, &out, burst, None, "broker burst");
+        let b = drive(&bs, &t.events, &out, paced, Some(rate), "broker paced");
+        println!(
+            "broker only: {:.0} events/s ({m} in {:.2}s); paced p50 {:.1} ms p99 {:.1} ms",
+            a.events_per_s, a.burst_s, b.p50_ms, b.p99_ms
+        );
+        results.push(("broker only", a, b));
+    }
+
+    if only.is_empty() || only == "passthrough" {
+        let t = Topics::new("bench-pt", parts);
+        create_topics(&bs, &[(&t.events, parts, false), (&t.decisions, parts, false)]);
+        let out = TopicReader::start(&bs, &t.decisions);
+        let pt = Passthrough::start(&bs, &t.events, &t.decisions, &t.group, parts as usize);
+        let a = drive(&bs, &t.events, &out, burst, None, "passthrough burst");
+        let b = drive(&bs, &t.events, &out, paced, Some(rate), "passthrough paced");
+        let copied = pt.stop();
+        assert_eq!(copied as usize, m + k, "passthrough copied {copied}");
+        println!(
+            "passthrough: {:.0} events/s ({m} in {:.2}s); paced p50 {:.1} ms p99 {:.1} ms",
+            a.events_per_s, a.burst_s, b.p50_ms, b.p99_ms
+        );
+        results.push(("passthrough", a, b));
+    }
+
+    if only.is_empty() || only == "worker" {
+        let t = Topics::new("bench-worker", parts);
+        t.create(&bs);
+        let out = TopicReader::start(&bs, &t.decisions);
+        let mut w = Worker::spawn("bench-worker", &bs, &t, &[]);
+        w.wait_ready(Duration::from_secs(120));
+        let a = drive(&bs, &t.events, &out, burst, None, "stepup burst");
+        let b = drive(&bs, &t.events, &out, paced, Some(rate), "stepup paced");
+        let st = w.terminate(Duration::from_secs(30));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "worker did not exit 0: {st:?}\n{}",
+            w.log_tail(30)
+        );
+        println!(
+            "stepup run:  {:.0} events/s ({m} in {:.2}s); paced p50 {:.1} ms p99 {:.1} ms",
+            a.events_per_s, a.burst_s, b.p50_ms, b.p99_ms
+        );
+        results.push(("stepup run", a, b));
+    }
+
+    println!();
+    println!(
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "pipeline", "events/s", "burst p50", "burst p99", "paced p50", "paced p99", "paced max", "outputs"
+    );
+    for (name, a, b) in &results {
+        println!(
+            "{:<14} {:>10.0} {:>8.0}ms {:>8.0}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>10}",
+            name,
+            a.events_per_s,
+            a.p50_ms,
+            a.p99_ms,
+            b.p50_ms,
+            b.p99_ms,
+            b.max_ms,
+            a.outputs + b.outputs
+        );
+    }
+    let rate_of = |name: &str| results.iter().find(|r| r.0 == name).map(|r| r.1.events_per_s);
+    if let (Some(w), Some(p)) = (rate_of("stepup run"), rate_of("passthrough")) {
+        println!("ratio stepup/passthrough throughput: {:.2} (goal >= 0.80)", w / p);
+    }
+}
