@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use comfy_table::{presets::UTF8_FULL, Cell, CellAlignment, Table};
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Cell, CellAlignment, Table};
 
 use crate::eval::{evaluate, read_labels, Rate, Report};
 use crate::pipeline::Pipeline;
@@ -55,7 +55,7 @@ fn row(t: &mut Table, name: &str, r: &Rate, what: &str) {
 /// Render the report as a table.
 pub fn table(rep: &Report) -> Table {
     let mut t = Table::new();
-    t.load_preset(UTF8_FULL)
+    t.load_preset(UTF8_FULL_CONDENSED)
         .set_header(vec!["logins", "measure", "events", "stepup", "rules baseline"]);
     for (k, r) in &rep.attacks {
         row(&mut t, &format!("attack: {k}"), r, "stopped");
