@@ -44,6 +44,7 @@ pub struct Metrics {
     pub restore_duration: Histogram,
     pub restored_records: IntCounter,
     pub restore_errors: IntCounter,
+    pub state_reused: IntCounter,
     pub baselines: IntGauge,
     pub in_flight: IntGauge,
     pub producer_errors: IntCounterVec,
@@ -165,6 +166,10 @@ impl Metrics {
             restore_errors: reg!(counter(
                 "stepup_restore_errors_total",
                 "Changelog records that could not be decoded while restoring (skipped)."
+            )),
+            state_reused: reg!(counter(
+                "stepup_state_reused_total",
+                "Partitions re-assigned to this worker whose state was kept (changelog unchanged): no restore."
             )),
             baselines: reg!(gauge(
                 "stepup_baselines",
@@ -419,6 +424,23 @@ impl InternalEvent for RestoreCompleted {
             errors = self.errors,
             duration_ms = self.duration.as_secs_f64() * 1e3,
             "baselines restored from changelog"
+        );
+    }
+}
+
+/// A re-assigned partition kept its in-memory state (the changelog did not move).
+pub struct StateReused {
+    pub partition: i32,
+    pub users: usize,
+}
+impl InternalEvent for StateReused {
+    fn emit(self, m: &Metrics) {
+        m.state_reused.inc();
+        m.baselines.add(self.users as i64);
+        tracing::info!(
+            partition = self.partition,
+            users = self.users,
+            "partition state kept across the rebalance (changelog unchanged): no restore"
         );
     }
 }

@@ -692,6 +692,10 @@ fn rebalance_between_two_workers_moves_state() {
         b.metrics().restored_records.get() > 0,
         "B restored the partitions it took over"
     );
+    assert!(
+        a.metrics().state_reused.get() >= 1,
+        "A kept the state of the partitions it got back (no restore)"
+    );
     assert!(a.metrics().rebalances.with_label_values(&["revoke"]).get() >= 1);
     assert_eq!(b.shutdown(), WorkerExit::Clean);
     assert_eq!(a.shutdown(), WorkerExit::Clean);
@@ -707,7 +711,7 @@ fn rebalance_mid_stream_loses_nothing() {
     let s = settings(&mock, 4, |_| {});
     let evs = workload("m", 24, 16, T0_MS);
     let n = evs.len();
-    let a = start(&s, "a");
+    let a = start(&s, "mid-a");
     wait_ready(&a);
     let feeder = {
         let p = producer(&mock);
@@ -724,7 +728,7 @@ fn rebalance_mid_stream_loses_nothing() {
         })
     };
     std::thread::sleep(Duration::from_millis(200));
-    let b = start(&s, "b");
+    let b = start(&s, "mid-b");
     wait_for("both workers own partitions", Duration::from_secs(15), || {
         let (pa, pb) = (
             a.metrics().assigned_partitions.get(),

@@ -19,7 +19,7 @@ use rdkafka::producer::Producer as _;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, Timestamp, TopicPartitionList};
 
 use super::offsets::Tracker;
-use super::partition::{Batch, PartitionTask};
+use super::partition::{Batch, Parked, PartitionTask};
 use super::registry_table::Table;
 use super::sinks::{Producer, SinkConfig, Sinks};
 use super::{Status, WorkerExit};
@@ -27,14 +27,14 @@ use crate::metrics::{
     ConsumerError, ConsumerLag, EventsReceived, Metrics, PartitionPaused, PartitionRevoked, PartitionsAssigned,
     PartitionsRevoked,
 };
-use crate::pipeline::Shared;
+use crate::pipeline::{Pipeline, Shared};
 
 struct PartHandle {
     id: u64,
     tx: Sender<Batch>,
     tracker: Arc<Tracker>,
     stop: Arc<AtomicBool>,
-    thread: JoinHandle<()>,
+    thread: JoinHandle<Option<Pipeline>>,
     paused: bool,
     last_stored: i64,
 }
@@ -49,6 +49,8 @@ pub struct CoreParts {
     pub table: Arc<Table>,
     pub stop: Arc<AtomicBool>,
     pub batch_max: usize,
+    /// Names this worker in logs (tests run several in one process).
+    pub instance: String,
 }
 
 /// State shared by the consumer thread and its rebalance callbacks (same thread:
@@ -57,6 +59,8 @@ pub struct Core {
     p: CoreParts,
     topic: String,
     parts: Mutex<BTreeMap<i32, PartHandle>>,
+    /// State of partitions released cleanly, until the next assignment.
+    parked: Mutex<HashMap<i32, Parked>>,
     next_id: AtomicU64,
     epoch: AtomicU64,
     drain_timeout: Duration,
@@ -71,6 +75,7 @@ impl Core {
             drain_timeout: Duration::from_millis(s.worker.drain_timeout_ms),
             max_in_flight: s.worker.max_in_flight,
             parts: Mutex::new(BTreeMap::new()),
+            parked: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             epoch: AtomicU64::new(0),
             p,
@@ -82,7 +87,12 @@ impl Core {
     }
 
     fn assign(&self, consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) {
+        if self.p.status.stopping.load(Ordering::Acquire) {
+            // closing: librdkafka may still complete a rebalance; score nothing more
+            return;
+        }
         let mut added = Vec::new();
+        let mut parked = std::mem::take(&mut *self.parked.lock().unwrap_or_else(|e| e.into_inner()));
         {
             let mut parts = self.parts();
             for e in tpl.elements_for_topic(&self.topic) {
@@ -108,10 +118,29 @@ impl Core {
                     status: self.p.status.clone(),
                     stop: stop.clone(),
                     rx,
+                    parked: parked.remove(&p),
+                    instance: self.p.instance.clone(),
                 };
+                let status = self.p.status.clone();
                 let thread = std::thread::Builder::new()
                     .name(format!("stepup-p{p}"))
-                    .spawn(move || task.run())
+                    .spawn(move || {
+                        // a panic must not leave the partition silently stalled: stop the
+                        // worker (exit non-zero) so that a restart re-processes from the
+                        // last committed offset
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task.run())) {
+                            Ok(pipeline) => pipeline,
+                            Err(e) => {
+                                let msg = e
+                                    .downcast_ref::<&str>()
+                                    .map(|s| s.to_string())
+                                    .or_else(|| e.downcast_ref::<String>().cloned())
+                                    .unwrap_or_default();
+                                status.set_fatal(format!("partition {p} worker panicked: {msg}"));
+                                None
+                            }
+                        }
+                    })
                     .expect("spawn partition thread");
                 parts.insert(
                     p,
@@ -132,6 +161,8 @@ impl Core {
                 total: parts.len(),
             });
         }
+        // state parked at the last revoke and not re-assigned now is dropped here
+        drop(parked);
         if !added.is_empty() {
             // a partition paused in an earlier assignment must fetch again
             let mut r = TopicPartitionList::new();
@@ -144,9 +175,10 @@ impl Core {
         self.p.status.joined.store(true, Ordering::Release);
     }
 
-    /// Stop, drain (bounded) and commit the given partitions; drop their state.
+    /// Stop, drain (bounded) and commit the given partitions. Their state is parked
+    /// when `park` and the drain was complete (see [`Parked`]), else dropped.
     /// Returns how many processed records were left unacknowledged.
-    fn release(&self, consumer: &BaseConsumer<Ctx>, which: &[i32]) -> usize {
+    fn release(&self, consumer: &BaseConsumer<Ctx>, which: &[i32], park: bool) -> usize {
         let t0 = Instant::now();
         let handles: Vec<(i32, PartHandle)> = {
             let mut parts = self.parts();
@@ -162,9 +194,25 @@ impl Core {
             h.stop.store(true, Ordering::Release);
         }
         let mut waiting = Vec::with_capacity(handles.len());
+        let mut pipelines = HashMap::new();
+        let join_deadline = t0 + self.drain_timeout;
         for (p, h) in handles {
             drop(h.tx);
-            let _ = h.thread.join();
+            // bounded: a partition thread that does not stop is left behind (its
+            // state is dropped with it) rather than hanging the rebalance
+            while !h.thread.is_finished() && Instant::now() < join_deadline {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if h.thread.is_finished() {
+                if let Ok(Some(pl)) = h.thread.join() {
+                    pipelines.insert(p, pl);
+                }
+            } else {
+                tracing::error!(
+                    partition = p,
+                    "partition worker did not stop within the drain timeout; abandoned"
+                );
+            }
             if h.paused {
                 self.p.metrics.emit(PartitionPaused {
                     partition: p,
@@ -200,8 +248,19 @@ impl Core {
             }
         }
         for (p, t) in &waiting {
+            let clean = t.unacked() == 0 && !t.failed() && !self.p.status.is_fatal();
+            if let Some(pl) = pipelines.remove(p) {
+                if park && clean && t.changelog_next() >= 0 {
+                    self.parked.lock().unwrap_or_else(|e| e.into_inner()).insert(
+                        *p,
+                        Parked {
+                            pipeline: pl,
+                            changelog_next: t.changelog_next(),
+                        },
+                    );
+                }
+            }
             t.close();
-            let _ = p;
         }
         for (p, unacked, c) in report {
             self.p.metrics.emit(PartitionRevoked {
@@ -360,7 +419,7 @@ impl ConsumerContext for Ctx {
                     .map(|e| e.partition())
                     .collect();
                 tracing::info!(partitions = ?ps, "partitions revoked: draining");
-                self.core.release(consumer, &ps);
+                self.core.release(consumer, &ps, true);
             }
             Rebalance::Assign(_) => {}
             Rebalance::Error(e) => {
@@ -390,7 +449,7 @@ impl ConsumerContext for Ctx {
 /// The consumer thread: wait for the registry, join the group, poll until stopped,
 /// then drain and commit.
 pub fn run(core: Arc<Core>, config: ClientConfig) -> WorkerExit {
-    let span = tracing::info_span!("consumer", topic = %core.topic);
+    let span = tracing::info_span!("consumer", worker = %core.p.instance, topic = %core.topic);
     let _g = span.enter();
     let status = core.p.status.clone();
     let stop = core.p.stop.clone();
@@ -491,9 +550,17 @@ fn finish(core: &Core, consumer: Option<BaseConsumer<Ctx>>, _unused: usize) -> W
         if !owned.is_empty() {
             tracing::info!(partitions = ?owned, "shutting down: draining");
         }
-        unacked = core.release(&consumer, &owned);
+        unacked = core.release(&consumer, &owned, false);
         let _ = consumer.unsubscribe();
-        drop(consumer); // leaves the group (close)
+        // leave the group (close), bounded
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(consumer);
+            let _ = tx.send(());
+        });
+        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            tracing::warn!("consumer close did not finish in 10 s; continuing");
+        }
     }
     let left = core
         .drain_timeout

@@ -292,7 +292,8 @@ impl KafkaConfigs {
     /// Non-group readers (changelog restore, registry table): assign only.
     pub fn reader(&self, role: &str) -> ClientConfig {
         let mut c = self.base(Kind::Consumer, &[], role);
-        // a group.id only routes the consumer queue; these readers never join or commit
+        // a group.id only routes the consumer queue (librdkafka's assign() needs
+        // one); these readers never join the group or commit
         c.set("group.id", format!("{}-{role}", self.group_id));
         c.set("enable.auto.commit", "false");
         c.set("enable.auto.offset.store", "false");
@@ -526,6 +527,7 @@ pub fn start(shared: Shared, opts: WorkerOptions) -> Result<WorkerHandle, Worker
             .create_with_context(SinkContext {
                 metrics: metrics.clone(),
                 status: status.clone(),
+                changelog_topic: settings.topics.changelog.clone(),
             })
             .map_err(|e| WorkerError::Config(e.to_string()))?,
     );
@@ -582,6 +584,11 @@ pub fn start(shared: Shared, opts: WorkerOptions) -> Result<WorkerHandle, Worker
         table: table.clone(),
         stop: stop.clone(),
         batch_max: opts.batch_max.max(1),
+        instance: if opts.instance.is_empty() {
+            "main".into()
+        } else {
+            opts.instance.clone()
+        },
     }));
     let consumer_config = confs.consumer();
     let thread = std::thread::Builder::new()

@@ -90,6 +90,9 @@ pub struct Tracker {
     failed: AtomicBool,
     /// Detached at revoke: late acknowledgements no longer move global gauges.
     closed: AtomicBool,
+    /// Next offset of this partition's changelog partition as far as this worker
+    /// knows (end at restore, then each acknowledged write + 1), or -1.
+    changelog_next: AtomicI64,
     metrics: Arc<Metrics>,
 }
 
@@ -102,6 +105,7 @@ impl Tracker {
             in_flight: AtomicUsize::new(0),
             failed: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            changelog_next: AtomicI64::new(-1),
             metrics,
         })
     }
@@ -176,6 +180,19 @@ impl Tracker {
     /// Processed records still waiting for acknowledgements.
     pub fn unacked(&self) -> usize {
         self.window.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// A changelog write of this partition was acknowledged at `offset`.
+    pub fn note_changelog(&self, offset: i64) {
+        self.changelog_next.fetch_max(offset + 1, Ordering::AcqRel);
+    }
+
+    pub fn set_changelog_next(&self, next: i64) {
+        self.changelog_next.fetch_max(next, Ordering::AcqRel);
+    }
+
+    pub fn changelog_next(&self) -> i64 {
+        self.changelog_next.load(Ordering::Acquire)
     }
 
     pub fn mark_failed(&self) {

@@ -13,11 +13,11 @@ use rdkafka::ClientConfig;
 
 use super::offsets::{AckEntry, Tracker};
 use super::registry_table::{drain_updates, Table};
-use super::restore::{restore_partition, RestoreError};
+use super::restore::{changelog_end, restore_partition, RestoreError};
 use super::sinks::Sinks;
 use super::Status;
 use crate::hash::FastMap;
-use crate::metrics::{BaselinesHeld, BatchProcessed, BatchTally, DeadLettered, Metrics, RestoreCompleted};
+use crate::metrics::{BaselinesHeld, BatchProcessed, BatchTally, DeadLettered, Metrics, RestoreCompleted, StateReused};
 use crate::pipeline::{Output, Pipeline, Shared};
 
 /// Records of one partition, copied out of the consumer in one buffer.
@@ -44,8 +44,8 @@ impl Batch {
     pub fn new(handle_id: u64) -> Self {
         Batch {
             handle_id,
-            data: Vec::with_capacity(64 * 1024),
-            recs: Vec::with_capacity(256),
+            data: Vec::with_capacity(4 * 1024),
+            recs: Vec::with_capacity(16),
         }
     }
 
@@ -81,6 +81,15 @@ impl Batch {
     }
 }
 
+/// A revoked partition's state, kept in case the partition comes straight back
+/// (an eager rebalance revokes everything and re-assigns most of it). It is used
+/// only if the changelog partition still ends where this worker left it, i.e.
+/// nobody else wrote to it in between; otherwise the partition is restored.
+pub struct Parked {
+    pub pipeline: Pipeline,
+    pub changelog_next: i64,
+}
+
 /// Everything a partition thread needs.
 pub struct PartitionTask {
     pub partition: i32,
@@ -95,37 +104,30 @@ pub struct PartitionTask {
     pub status: Arc<Status>,
     pub stop: Arc<AtomicBool>,
     pub rx: Receiver<Batch>,
+    pub parked: Option<Parked>,
+    pub instance: String,
 }
 
 impl PartitionTask {
-    pub fn run(mut self) {
+    /// Restore (or reuse parked state), then score until revoked; returns the
+    /// pipeline when it stopped cleanly (the caller may park it).
+    pub fn run(mut self) -> Option<Pipeline> {
         let p = self.partition;
-        let span = tracing::info_span!("partition", partition = p);
+        let span = tracing::info_span!("partition", worker = %self.instance, partition = p);
         let _g = span.enter();
-        let mut pipeline = Pipeline::new(self.shared.clone());
-        let updates = self.table.subscribe(&mut pipeline);
         self.status.restoring_started();
-        let restored = restore_partition(&self.reader_config, &self.changelog_topic, p, &mut pipeline, &self.stop);
+        let prepared = self.prepare();
         self.status.restoring_finished();
-        let mut held = match restored {
-            Ok(st) => {
-                self.metrics.emit(RestoreCompleted {
-                    partition: p,
-                    users: st.users,
-                    records: st.records,
-                    errors: st.errors,
-                    duration: st.duration,
-                });
-                st.users as i64
-            }
+        let (mut pipeline, updates, mut held) = match prepared {
+            Ok(x) => x,
             Err(RestoreError::Stopped) => {
                 self.drop_queued();
-                return;
+                return None;
             }
             Err(e) => {
                 self.status.set_fatal(format!("partition {p}: {e}"));
                 self.drop_queued();
-                return;
+                return None;
             }
         };
         let mut out = Output::default();
@@ -215,10 +217,47 @@ impl PartitionTask {
             held = now;
         }
         // revoked or shutting down: drop queued records (the next owner re-reads
-        // them from the committed offset) and this partition's state
+        // them from the committed offset); the state goes back to the caller, who
+        // parks or drops it
         self.drop_queued();
         self.metrics.emit(BaselinesHeld { delta: -held });
-        pipeline.clear_state();
+        Some(pipeline)
+    }
+
+    /// A pipeline with this partition's baselines: the parked one if the changelog
+    /// did not move since it was parked, else restored from the changelog.
+    #[allow(clippy::type_complexity)]
+    fn prepare(&mut self) -> Result<(Pipeline, Receiver<Arc<super::registry_table::Update>>, i64), RestoreError> {
+        let p = self.partition;
+        if let Some(parked) = self.parked.take() {
+            let end = changelog_end(&self.reader_config, &self.changelog_topic, p, &self.stop)?;
+            if parked.changelog_next >= 0 && end == parked.changelog_next {
+                let mut pipeline = parked.pipeline;
+                let updates = self.table.subscribe(&mut pipeline);
+                let users = pipeline.state().len();
+                self.tracker.set_changelog_next(end);
+                self.metrics.emit(StateReused { partition: p, users });
+                return Ok((pipeline, updates, users as i64));
+            }
+            tracing::info!(
+                partition = p,
+                parked_at = parked.changelog_next,
+                changelog_end = end,
+                "changelog moved since the partition was released: restoring"
+            );
+        }
+        let mut pipeline = Pipeline::new(self.shared.clone());
+        let updates = self.table.subscribe(&mut pipeline);
+        let st = restore_partition(&self.reader_config, &self.changelog_topic, p, &mut pipeline, &self.stop)?;
+        self.tracker.set_changelog_next(st.high);
+        self.metrics.emit(RestoreCompleted {
+            partition: p,
+            users: st.users,
+            records: st.records,
+            errors: st.errors,
+            duration: st.duration,
+        });
+        Ok((pipeline, updates, st.users as i64))
     }
 
     fn drop_queued(&self) {

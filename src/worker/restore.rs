@@ -18,6 +18,8 @@ pub struct RestoreStats {
     pub errors: u64,
     pub users: usize,
     pub duration: Duration,
+    /// The changelog partition's high watermark read at start (its next offset).
+    pub high: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +28,25 @@ pub enum RestoreError {
     Stopped,
     #[error("cannot create the changelog reader: {0}")]
     Client(KafkaError),
+}
+
+/// The changelog partition's current end offset (retrying while unreachable).
+pub fn changelog_end(config: &ClientConfig, topic: &str, p: i32, stop: &AtomicBool) -> Result<i64, RestoreError> {
+    let consumer: BaseConsumer<super::ReaderContext> = config
+        .create_with_context(super::ReaderContext)
+        .map_err(RestoreError::Client)?;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Err(RestoreError::Stopped);
+        }
+        match consumer.fetch_watermarks(topic, p, Duration::from_secs(5)) {
+            Ok((_, high)) => return Ok(high),
+            Err(e) => {
+                tracing::warn!(partition = p, error = %e, "changelog watermarks unavailable; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
 }
 
 /// Read changelog partition `p` of `topic` into `pipeline`. Retries while the
@@ -53,7 +74,10 @@ pub fn restore_partition(
             }
         }
     };
-    let mut st = RestoreStats::default();
+    let mut st = RestoreStats {
+        high,
+        ..RestoreStats::default()
+    };
     if high > low {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, p, Offset::Beginning)

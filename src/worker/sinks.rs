@@ -28,6 +28,8 @@ pub type Producer = ThreadedProducer<SinkContext>;
 pub struct SinkContext {
     pub metrics: Arc<Metrics>,
     pub status: Arc<Status>,
+    /// Acknowledged changelog offsets are noted on the partition's tracker.
+    pub changelog_topic: String,
 }
 
 impl ClientContext for SinkContext {
@@ -45,7 +47,14 @@ impl ProducerContext for SinkContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, entry: Arc<AckEntry>) {
         match result {
-            Ok(_) => entry.ack(),
+            Ok(m) => {
+                if let Some(t) = entry.tracker() {
+                    if m.topic() == self.changelog_topic {
+                        t.note_changelog(m.offset());
+                    }
+                }
+                entry.ack()
+            }
             Err((e, msg)) => {
                 let code = e
                     .rdkafka_error_code()
