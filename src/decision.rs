@@ -120,13 +120,26 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// A number rounded to 3 decimals, written without the float formatter.
 fn num(out: &mut Vec<u8>, x: f64) {
-    let x = if x.is_finite() {
-        (x * 1000.0).round() / 1000.0
-    } else {
-        0.0
-    };
-    let _ = write!(out, "{x}");
+    let m = if x.is_finite() { (x * 1000.0).round() } else { 0.0 };
+    let m = m.clamp(-1e15, 1e15) as i64;
+    if m < 0 {
+        out.push(b'-');
+    }
+    let m = m.unsigned_abs();
+    let _ = write!(out, "{}", m / 1000);
+    let mut frac = m % 1000;
+    if frac != 0 {
+        out.push(b'.');
+        let mut digits = [b'0'; 3];
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (frac % 10) as u8;
+            frac /= 10;
+        }
+        let len = 3 - digits.iter().rev().take_while(|&&d| d == b'0').count();
+        out.extend_from_slice(&digits[..len]);
+    }
 }
 
 fn detail(out: &mut Vec<u8>, r: &crate::model::Reason, en: &Enriched) {
@@ -320,6 +333,22 @@ pub fn encode(out: &mut Vec<u8>, policy: &Policy, ev: &AuthEvent<'_>, en: &Enric
 #[cfg(test)]
 mod tests {
     use super::json_str;
+
+    #[test]
+    fn numbers_round_to_three_decimals() {
+        for (x, want) in [
+            (1.0, "1"),
+            (-0.25, "-0.25"),
+            (0.1234, "0.123"),
+            (2.0005, "2.001"),
+            (-0.0004, "0"),
+            (12.5, "12.5"),
+        ] {
+            let mut v = Vec::new();
+            super::num(&mut v, x);
+            assert_eq!(String::from_utf8(v).unwrap(), want, "{x}");
+        }
+    }
 
     #[test]
     fn escapes_json() {
