@@ -348,14 +348,12 @@ fn hierarchy_term(
         if b.count(f, key) == 0 {
             let u = 1.0 + b.distinct(f) as f64;
             let p_legit = u / (n + u);
-            let p_attack = if i == 0 {
-                p_outside_known(g, b, f)
-            } else {
-                // the attacker landed inside the user's known parent value
-                let (pf, pk) = levels[i - 1];
-                if pk == 0 {
-                    p_outside_known(g, b, f)
-                } else {
+            // the attacker landed inside the user's nearest known ancestor value (a level
+            // without evidence, e.g. ASN without an ASN database, is skipped)
+            let ancestor = levels[..i].iter().rev().find(|(_, k)| *k != 0);
+            let p_attack = match ancestor {
+                None => p_outside_known(g, b, f),
+                Some(&(pf, pk)) => {
                     // a targeted attacker can pick the victim's city or browser, not the
                     // victim's own ISP: the floor stops at `targeted_depth`
                     let floor = if i <= targeted_depth { targeted } else { 0.0 };
