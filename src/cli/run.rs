@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -133,15 +133,34 @@ pub fn serve(shared: Shared, opts: WorkerOptions) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the control runtime")?;
-    let handle = worker::start(shared, opts)?;
+    // bind first (a bad address fails before anything starts); until the worker is
+    // up, /healthz answers 200 and /readyz 503 "starting"
+    let probe: Arc<OnceLock<worker::Probe>> = Arc::new(OnceLock::new());
     if !metrics_addr.is_empty() && metrics_addr != "off" {
-        let probe = handle.probe();
         let listener = rt
             .block_on(crate::http::bind(&metrics_addr))
             .with_context(|| format!("binding the metrics address {metrics_addr}"))?;
-        tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or(metrics_addr.clone()), "serving /metrics /healthz /readyz");
-        rt.spawn(crate::http::serve(listener, Arc::new(move |p: &str| probe.respond(p))));
+        let bound = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or(metrics_addr.clone());
+        tracing::info!(addr = %bound, "serving /metrics /healthz /readyz");
+        let probe = probe.clone();
+        rt.spawn(crate::http::serve(
+            listener,
+            Arc::new(move |p: &str| match probe.get() {
+                Some(pr) => pr.respond(p),
+                None => match p {
+                    "/healthz" => (200, "text/plain", "starting\n".into()),
+                    "/readyz" => (503, "text/plain", "not ready: starting\n".into()),
+                    "/metrics" => (200, "text/plain; version=0.0.4", String::new()),
+                    _ => (404, "text/plain", "not found\n".into()),
+                },
+            }),
+        ));
     }
+    let handle = worker::start(shared, opts)?;
+    let _ = probe.set(handle.probe());
     let stopper = handle.stopper();
     rt.spawn(async move {
         wait_signal().await;
