@@ -551,7 +551,7 @@ fn finish(core: &Core, consumer: Option<BaseConsumer<Ctx>>, _unused: usize) -> W
             tracing::info!(partitions = ?owned, "shutting down: draining");
         }
         unacked = core.release(&consumer, &owned, false);
-        let _ = consumer.unsubscribe();
+        consumer.unsubscribe();
         // leave the group (close), bounded
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
