@@ -3,9 +3,72 @@
 
 use chrono::DateTime;
 
-/// Parse an RFC 3339 timestamp to epoch milliseconds.
+/// Parse an RFC 3339 timestamp to epoch milliseconds. The common UTC shape
+/// (`YYYY-MM-DDTHH:MM:SS[.fff...]Z`) takes a fast path; anything else goes to chrono.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis())
+    fast_utc(s.as_bytes()).or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp_millis()))
+}
+
+fn digits(b: &[u8]) -> Option<i64> {
+    let mut v = 0i64;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + (c - b'0') as i64;
+    }
+    Some(v)
+}
+
+/// Days from 1970-01-01 to y-m-d (Howard Hinnant's days_from_civil).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn fast_utc(b: &[u8]) -> Option<i64> {
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
+    let (h, mi, sec) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
+    let mut ms = 0;
+    let mut i = 19;
+    if b[i] == b'.' {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        let frac = &b[start..i];
+        if frac.is_empty() {
+            return None;
+        }
+        let mut scale = 100;
+        for &c in frac.iter().take(3) {
+            ms += (c - b'0') as i64 * scale;
+            scale /= 10;
+        }
+    }
+    if i + 1 != b.len() || !matches!(b[i], b'Z' | b'z') {
+        return None;
+    }
+    let dim = match mo {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 => 28,
+        _ => return None,
+    };
+    // chrono accepts a leap second (60) on the wire; leave those to it
+    if d < 1 || d > dim || h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    Some(((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
 }
 
 /// Parse either an RFC 3339 timestamp or a `YYYY-MM-DD` date (midnight UTC).
@@ -82,6 +145,30 @@ mod tests {
             parse_rfc3339_ms("2026-03-02T08:15:03Z")
         );
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+        // the fast path agrees with chrono on every shape it takes, and declines the rest
+        for s in [
+            "2026-03-02T08:15:03Z",
+            "2026-03-02t08:15:03.1z",
+            "2024-02-29T23:59:59.123456Z",
+            "1970-01-01T00:00:00.000Z",
+            "2100-12-31T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-03-02T24:00:00Z",
+            "2026-03-02T08:15:60Z",
+            "2026-03-02T08:15:03.Z",
+            "2026-03-02T08:15:03+00:00",
+            "2026-03-02 08:15:03Z",
+            "+026-03-02T08:15:03Z",
+        ] {
+            let chrono = chrono::DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|t| t.timestamp_millis());
+            assert_eq!(parse_rfc3339_ms(s), chrono, "{s}");
+            if let Some(fast) = fast_utc(s.as_bytes()) {
+                assert_eq!(Some(fast), chrono, "{s}");
+            }
+        }
         assert_eq!(
             parse_date_or_time_ms("2026-01-31"),
             parse_rfc3339_ms("2026-01-31T00:00:00Z")
