@@ -194,8 +194,9 @@ impl GlobalStats {
         if !f.has_population_stats() {
             return;
         }
-        *self.counts[f as usize].entry(key).or_insert(0) += n;
-        self.totals[f as usize] += n as u64;
+        let c = self.counts[f as usize].entry(key).or_insert(0);
+        *c = c.saturating_add(n);
+        self.totals[f as usize] = self.totals[f as usize].saturating_add(n as u64);
     }
 
     fn sub(&mut self, f: Feature, key: u64, n: u32) {
@@ -220,7 +221,7 @@ impl GlobalStats {
             }
         }
         self.logins += b.logins as u64;
-        self.users += 1;
+        self.users += (b.logins > 0) as u64;
     }
 
     fn sub_user(&mut self, b: &UserBaseline) {
@@ -230,7 +231,7 @@ impl GlobalStats {
             }
         }
         self.logins = self.logins.saturating_sub(b.logins as u64);
-        self.users = self.users.saturating_sub(1);
+        self.users = self.users.saturating_sub((b.logins > 0) as u64);
     }
 }
 
@@ -324,7 +325,6 @@ impl StateStore {
                     ..Default::default()
                 },
             );
-            self.global.users += 1;
         }
         // present: inserted above
         self.users.get_mut(user).expect("inserted above")
@@ -353,7 +353,6 @@ impl StateStore {
                     ..Default::default()
                 },
             );
-            self.global.users += 1;
         }
         let Some(b) = self.users.get_mut(user) else { return };
         let g = &mut self.global;
@@ -406,6 +405,11 @@ impl StateStore {
         }
         if b.tz.is_none() {
             b.tz = obs.tz;
+        }
+        if b.logins == 0 {
+            // `users` counts contractors with a trusted login: failed logins against
+            // made-up names do not move the population prior
+            g.users += 1;
         }
         b.logins = b.logins.saturating_add(1);
         g.logins += 1;

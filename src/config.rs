@@ -121,7 +121,16 @@ fn parse_toml(text: &str, origin: &str) -> Result<toml::Value, ConfigError> {
         .map(toml::Value::Table)
         .map_err(|e| ConfigError::Parse {
             origin: origin.to_string(),
-            message: e.to_string(),
+            // the message and position only: toml's Display quotes the source line,
+            // which may hold a secret
+            message: match e.span() {
+                Some(sp) => format!(
+                    "{} (line {})",
+                    e.message(),
+                    text[..sp.start.min(text.len())].lines().count().max(1)
+                ),
+                None => e.message().to_string(),
+            },
         })
 }
 

@@ -196,6 +196,12 @@ fn de_methods<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Methods, D::Erro
 /// Largest identifier we accept (user ids, event ids, device ids): keeps hostile
 /// input from inflating state or outputs.
 pub const MAX_ID_LEN: usize = 256;
+/// Largest resource name accepted.
+pub const MAX_TEXT_LEN: usize = 1024;
+/// User agents longer than this are cut (at a character boundary).
+pub const MAX_UA_LEN: usize = 1024;
+/// Most IdP groups one event may carry.
+pub const MAX_GROUPS: usize = 256;
 
 fn id<'a>(v: Option<Cow<'a, str>>, field: &'static str) -> Result<Cow<'a, str>, DecodeError> {
     let v = v.ok_or(DecodeError::Missing(field))?;
@@ -272,6 +278,36 @@ pub fn decode(bytes: &[u8], limit: usize) -> Result<AuthEvent<'_>, DecodeError> 
     if kind == EventKind::Access && resource.is_none() {
         return Err(DecodeError::Missing("resource"));
     }
+    // Strings that become cache keys or outputs are bounded: hostile input must not
+    // inflate per-partition caches.
+    if resource.as_ref().is_some_and(|v| v.len() > MAX_TEXT_LEN) {
+        return Err(DecodeError::Invalid {
+            field: "resource",
+            reason: format!("longer than {MAX_TEXT_LEN} bytes"),
+        });
+    }
+    let session_id = cow(raw.session_id);
+    if session_id.as_ref().is_some_and(|v| v.len() > MAX_ID_LEN) {
+        return Err(DecodeError::Invalid {
+            field: "session_id",
+            reason: format!("longer than {MAX_ID_LEN} bytes"),
+        });
+    }
+    let groups: Vec<Cow<'_, str>> = raw
+        .groups
+        .map(|g| g.into_iter().map(|b| b.0).collect())
+        .unwrap_or_default();
+    if groups.len() > MAX_GROUPS || groups.iter().any(|g| g.len() > MAX_ID_LEN) {
+        return Err(DecodeError::Invalid {
+            field: "groups",
+            reason: format!("at most {MAX_GROUPS} groups of at most {MAX_ID_LEN} bytes"),
+        });
+    }
+    // A user agent is evidence, not an identifier: keep a bounded prefix.
+    let user_agent = cow(raw.user_agent).filter(|u| !u.is_empty()).map(|u| match u {
+        Cow::Borrowed(b) => Cow::Borrowed(truncate(b, MAX_UA_LEN)),
+        Cow::Owned(o) => Cow::Owned(truncate(&o, MAX_UA_LEN).to_string()),
+    });
     let device_id = match cow(raw.device_id) {
         Some(d) if d.len() > MAX_ID_LEN => {
             return Err(DecodeError::Invalid {
@@ -289,16 +325,13 @@ pub fn decode(bytes: &[u8], limit: usize) -> Result<AuthEvent<'_>, DecodeError> 
         user_id,
         outcome,
         ip,
-        user_agent: cow(raw.user_agent).filter(|u| !u.is_empty()),
+        user_agent,
         device_id,
-        session_id: cow(raw.session_id),
+        session_id,
         aal,
         methods: raw.methods,
         resource,
-        groups: raw
-            .groups
-            .map(|g| g.into_iter().map(|b| b.0).collect())
-            .unwrap_or_default(),
+        groups,
         source: cow(raw.source),
     })
 }
@@ -371,6 +404,21 @@ mod tests {
             let err = decode(input.as_bytes(), 65536).unwrap_err();
             assert_eq!(err.code(), *code, "{input} -> {err}");
         }
+        let long_ua = OK.replace("Mozilla/5.0", &"M".repeat(5000));
+        let e = decode(long_ua.as_bytes(), 65536).unwrap();
+        assert_eq!(
+            e.user_agent.as_deref().map(str::len),
+            Some(MAX_UA_LEN),
+            "a long user agent is cut"
+        );
+        let long_res = OK.replace(
+            r#""type":"login""#,
+            &format!(r#""type":"access","resource":"{}""#, "r".repeat(2000)),
+        );
+        assert_eq!(decode(long_res.as_bytes(), 65536).unwrap_err().code(), "invalid_field");
+        let groups = format!("[{}]", vec!["\"g\""; 300].join(","));
+        let many = OK.replace(r#"["dev"]"#, &groups);
+        assert_eq!(decode(many.as_bytes(), 65536).unwrap_err().code(), "invalid_field");
         let err = decode(OK.as_bytes(), 10).unwrap_err();
         assert_eq!(
             err,

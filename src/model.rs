@@ -560,7 +560,7 @@ pub fn assess(cfg: &ModelConfig, x: &Inputs<'_, '_>) -> Assessment {
             let km = haversine_km(last.lat, last.lon, geo.lat, geo.lon);
             let slack = last.accuracy_km as f64 + geo.accuracy_km as f64;
             let adjusted = (km - slack).max(0.0);
-            let minutes = ((ev.time_ms - last.time_ms).abs() as f64 / 60_000.0).max(1.0);
+            let minutes = (ev.time_ms.abs_diff(last.time_ms) as f64 / 60_000.0).max(1.0);
             let kmh = adjusted / (minutes / 60.0);
             if adjusted >= cfg.min_travel_km && kmh > cfg.max_speed_kmh {
                 a.add(

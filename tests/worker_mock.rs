@@ -509,6 +509,12 @@ fn poison_records_go_to_the_dlq_and_the_partition_keeps_flowing() {
             br#"{"event_id":"m","type":"login"}"#.to_vec(),
         ),
         ("json", Some("k4"), vec![0xff, 0xfe, 0x00]),
+        // bigger than what the DLQ takes whole: a bounded prefix, marked truncated
+        (
+            "too_large",
+            Some("k5"),
+            vec![b'x'; stepup::worker::sinks::DLQ_MAX_PAYLOAD + 40_000],
+        ),
     ];
     let p = producer(&mock);
     let mut good = 0;
@@ -536,7 +542,15 @@ fn poison_records_go_to_the_dlq_and_the_partition_keeps_flowing() {
     assert_eq!(dlq.len(), poison.len());
     let events = read_all(&mock, &s.topics.events, 1, poison.len() + good, Duration::from_secs(5));
     for (d, (code, key, bytes)) in dlq.iter().zip(&poison) {
-        assert_eq!(d.value.as_deref(), Some(bytes.as_slice()), "original bytes");
+        let max = stepup::worker::sinks::DLQ_MAX_PAYLOAD;
+        if bytes.len() > max {
+            assert_eq!(d.value.as_deref(), Some(&bytes[..max]), "a bounded prefix");
+            assert_eq!(d.header("stepup-truncated").as_deref(), Some("true"));
+            assert_eq!(d.header("stepup-original-size"), Some(bytes.len().to_string()));
+        } else {
+            assert_eq!(d.value.as_deref(), Some(bytes.as_slice()), "original bytes");
+            assert_eq!(d.header("stepup-truncated"), None);
+        }
         assert_eq!(d.key.as_deref(), key.map(str::as_bytes), "original key");
         assert_eq!(d.header("stepup-error-code").as_deref(), Some(*code));
         assert!(!d.header("stepup-error").unwrap().is_empty());
@@ -562,7 +576,7 @@ fn poison_records_go_to_the_dlq_and_the_partition_keeps_flowing() {
     assert!(h
         .metrics()
         .render()
-        .contains("stepup_dlq_records_total{code=\"too_large\"} 1"));
+        .contains("stepup_dlq_records_total{code=\"too_large\"} 2"));
     assert_eq!(h.shutdown(), WorkerExit::Clean);
 }
 

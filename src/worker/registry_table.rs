@@ -223,8 +223,7 @@ impl TableTask {
                                 partition = m.partition(),
                                 offset = m.offset(),
                                 code,
-                                error = %msg,
-                                "bad registry record sent to the DLQ"
+                                "bad registry record sent to the DLQ (reason in its stepup-error header)"
                             );
                             self.metrics.emit(RegistryUpdated {
                                 op: "rejected",

@@ -103,6 +103,9 @@ pub fn restore_partition(
                     match m.key().map(std::str::from_utf8) {
                         Some(Ok(user)) if !user.is_empty() => {
                             if let Err(e) = pipeline.restore(user, m.payload()) {
+                                // the newest record wins, even when it is unusable: forget the
+                                // user rather than keep an older version (compaction would)
+                                let _ = pipeline.restore(user, None);
                                 st.errors += 1;
                                 tracing::warn!(partition = p, offset = off, error = %e, "undecodable baseline skipped");
                             }

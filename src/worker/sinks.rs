@@ -81,6 +81,11 @@ impl ProducerContext for SinkContext {
 }
 
 /// Topic names and output options.
+/// Largest payload / key written to the dead-letter topic (well under librdkafka's
+/// default `message.max.bytes` of 1,000,000 with headers).
+pub const DLQ_MAX_PAYLOAD: usize = 256 * 1024;
+pub const DLQ_MAX_KEY: usize = 1024;
+
 #[derive(Clone)]
 pub struct SinkConfig {
     pub triggers: String,
@@ -252,7 +257,14 @@ impl Sinks {
     ) -> Result<(), KafkaError> {
         let p = partition.to_string();
         let o = offset.to_string();
-        let headers = OwnedHeaders::new_with_capacity(5)
+        // A record can be too big to dead-letter whole (producer `message.max.bytes`,
+        // the DLQ topic's own limit): keep a bounded prefix and say so, rather than
+        // fail the delivery and crash-loop on the same offset.
+        let original_len = payload.len();
+        let payload = &payload[..original_len.min(DLQ_MAX_PAYLOAD)];
+        let key = key.map(|k| &k[..k.len().min(DLQ_MAX_KEY)]);
+        let original_size = (original_len > DLQ_MAX_PAYLOAD).then(|| original_len.to_string());
+        let mut headers = OwnedHeaders::new_with_capacity(7)
             .insert(Header {
                 key: "stepup-error",
                 value: Some(message.as_bytes()),
@@ -273,6 +285,17 @@ impl Sinks {
                 key: "stepup-source-offset",
                 value: Some(o.as_bytes()),
             });
+        if let Some(size) = &original_size {
+            headers = headers
+                .insert(Header {
+                    key: "stepup-truncated",
+                    value: Some(b"true".as_slice()),
+                })
+                .insert(Header {
+                    key: "stepup-original-size",
+                    value: Some(size.as_bytes()),
+                });
+        }
         let mut rec = BaseRecord::with_opaque_to(&self.cfg.dlq, entry.clone())
             .payload(payload)
             .headers(headers);
