@@ -102,6 +102,9 @@ pub struct UserBaseline {
     pub fail_head: u8,
     /// Time zone learned from geo (the registry's `home_timezone` takes precedence).
     pub tz: Option<Tz>,
+    /// One past the input position (Kafka offset) of the last record that changed
+    /// this baseline; 0 when unknown (offline scoring). Makes replays idempotent.
+    pub applied: u64,
 }
 
 /// The baseline of a user never seen (scoring reads it without allocating one).
@@ -119,7 +122,13 @@ impl UserBaseline {
             fails: [0; FAIL_RING],
             fail_head: 0,
             tz: None,
+            applied: 0,
         }
+    }
+
+    /// Has the record at `position` already been applied to this baseline?
+    pub fn has_applied(&self, position: Option<u64>) -> bool {
+        position.is_some_and(|p| p < self.applied)
     }
 }
 
@@ -330,6 +339,13 @@ impl StateStore {
         self.users.get_mut(user).expect("inserted above")
     }
 
+    /// Remember that the record at `position` changed `user`'s baseline.
+    pub fn mark_applied(&mut self, user: &str, position: u64) {
+        if let Some(b) = self.users.get_mut(user) {
+            b.applied = b.applied.max(position.saturating_add(1));
+        }
+    }
+
     /// Record a failed login (never teaches places or devices).
     pub fn record_failure(&mut self, user: &str, time_ms: i64) {
         let now = minutes(time_ms).max(1);
@@ -421,7 +437,8 @@ impl StateStore {
 // Encoding: compact, versioned, stable. Used by `--state` files and the changelog.
 // ---------------------------------------------------------------------------------
 
-const VERSION: u8 = 1;
+/// Encoding version 2 adds `applied`; version 1 records still decode (applied = 0).
+const VERSION: u8 = 2;
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
@@ -483,6 +500,7 @@ impl UserBaseline {
         put_varint(out, self.logins as u64);
         put_varint(out, self.first_seen as u64);
         put_varint(out, self.last_seen as u64);
+        put_varint(out, self.applied);
         match self.tz {
             Some(tz) => {
                 let n = tz.name().as_bytes();
@@ -534,7 +552,7 @@ impl UserBaseline {
     pub fn decode(bytes: &[u8]) -> Result<Self, BaselineError> {
         let mut r = Rd { b: bytes, i: 0 };
         let ver = r.u8()?;
-        if ver != VERSION {
+        if ver != 1 && ver != VERSION {
             return Err(BaselineError::Version(ver));
         }
         let mut b = UserBaseline {
@@ -543,6 +561,9 @@ impl UserBaseline {
             last_seen: r.u32v()?,
             ..Default::default()
         };
+        if ver >= 2 {
+            b.applied = r.varint()?;
+        }
         let tzl = r.u8()? as usize;
         if tzl > 0 {
             let name = std::str::from_utf8(r.bytes(tzl)?).map_err(|_| BaselineError::Corrupt("time zone"))?;

@@ -125,6 +125,14 @@ impl Pipeline {
 
     /// Process one record. On error nothing changed (the baseline is untouched).
     pub fn process(&mut self, bytes: &[u8], out: &mut Output) -> Result<(), PipelineError> {
+        self.process_at(bytes, None, out)
+    }
+
+    /// [`Pipeline::process`] for a record at an input `position` (its Kafka offset).
+    /// A record the user's baseline already contains (a replay after a crash: the
+    /// changelog can be ahead of the committed offset) is scored but not learned
+    /// twice, so replays leave state as one pass would.
+    pub fn process_at(&mut self, bytes: &[u8], position: Option<u64>, out: &mut Output) -> Result<(), PipelineError> {
         out.reset();
         let settings = &*self.shared.settings;
         let ev = decode(bytes, settings.limits.max_event_bytes)?;
@@ -147,7 +155,10 @@ impl Pipeline {
         encode(&mut out.json, &settings.policy, &ev, &en, &a, &verdict);
 
         // Baseline update after scoring: the event is judged against the past only.
-        if teaches(&settings.model, &ev, &a) {
+        let replay = self.state.get(&ev.user_id).is_some_and(|b| b.has_applied(position));
+        if replay {
+            // already in the baseline: nothing to learn again
+        } else if teaches(&settings.model, &ev, &a) {
             let obs = Observation {
                 keys: observation_keys(&en),
                 time_ms: ev.time_ms,
@@ -160,6 +171,9 @@ impl Pipeline {
         } else if ev.kind == EventKind::Login && ev.outcome == Outcome::Failure {
             self.state.record_failure(&ev.user_id, ev.time_ms);
             out.baseline_changed = true;
+        }
+        if let (true, Some(pos)) = (out.baseline_changed, position) {
+            self.state.mark_applied(&ev.user_id, pos);
         }
 
         out.event_id.push_str(&ev.event_id);
@@ -193,6 +207,13 @@ impl Pipeline {
     /// Restore one user from a changelog record (`None` = tombstone).
     pub fn restore(&mut self, user: &str, bytes: Option<&[u8]>) -> Result<(), crate::baseline::BaselineError> {
         let b = bytes.map(UserBaseline::decode).transpose()?;
+        // A late write from a former owner must not replace a newer baseline: keep
+        // the version that has applied more of the input.
+        if let (Some(new), Some(old)) = (&b, self.state.get(user)) {
+            if old.applied > new.applied {
+                return Ok(());
+            }
+        }
         self.state.put(user, b);
         Ok(())
     }

@@ -377,3 +377,43 @@ fn both_database_layouts_enrich_the_same() {
     assert_eq!(both.lookup("10.0.0.1".parse().unwrap()).status, GeoStatus::Private);
     assert_eq!(both.lookup("81.0.64.1".parse().unwrap()).status, GeoStatus::Unknown);
 }
+
+#[test]
+fn replayed_positions_are_not_learned_twice() {
+    let mut p = pipeline();
+    let home = ip_in("Lisbon", NetKind::Residential, 0, 9);
+    let events: Vec<Vec<u8>> = (0..12u32)
+        .map(|i| {
+            let e = Ev::login("u1", &t(i, 9, 0), &home);
+            (if i % 3 == 0 { e.aal2() } else { e }).bytes()
+        })
+        .collect();
+    let mut out = Output::default();
+    for (i, e) in events.iter().enumerate() {
+        p.process_at(e, Some(100 + i as u64), &mut out).unwrap();
+    }
+    let after_one_pass = state_file::encode(p.state());
+    let saved = p.state().get("u1").unwrap().to_bytes();
+    // a crash: the changelog already holds the state after offset 111, the committed
+    // offset was 105; a new owner restores and re-reads 105..=111
+    let mut q = pipeline();
+    q.restore("u1", Some(&saved)).unwrap();
+    for (i, e) in events.iter().enumerate().skip(5) {
+        q.process_at(e, Some(100 + i as u64), &mut out).unwrap();
+        assert!(!out.baseline_changed, "offset {} was already applied", 100 + i);
+    }
+    assert_eq!(q.state().get("u1"), p.state().get("u1"));
+    assert_eq!(state_file::encode(p.state()), after_one_pass);
+    // a late write from a former owner (older state) does not replace a newer one
+    let mut older = pipeline();
+    for (i, e) in events.iter().enumerate().take(4) {
+        older.process_at(e, Some(100 + i as u64), &mut out).unwrap();
+    }
+    q.restore("u1", Some(&older.state().get("u1").unwrap().to_bytes()))
+        .unwrap();
+    assert_eq!(q.state().get("u1"), p.state().get("u1"));
+    // offline scoring has no positions: always learns
+    let mut r = pipeline();
+    r.process(&events[0], &mut out).unwrap();
+    assert!(out.baseline_changed);
+}

@@ -152,7 +152,7 @@ impl PartitionTask {
                 let payload = batch.slice(r.payload).unwrap_or_default();
                 let entry = AckEntry::new(&self.tracker, r.offset, r.ts_ms);
                 let t0 = Instant::now();
-                let res = pipeline.process(payload, &mut out);
+                let res = pipeline.process_at(payload, u64::try_from(r.offset).ok(), &mut out);
                 hot.observe(t0.elapsed().as_secs_f64());
                 let sent = match res {
                     Ok(()) => {
