@@ -633,12 +633,13 @@ fn observe(
                     };
                 }
                 let truth = label.map(|l| format!("  [attack: {l}]")).unwrap_or_default();
+                let need = v["required_aal"].as_u64().map_or_else(|| "    ".to_string(), |a| format!("AAL{a}"));
                 println!(
-                    "{:<16}  {:<14}  {:<7}  AAL{}  {}{}",
+                    "{:<16}  {:<14}  {:<7}  {}  {}{}",
                     time,
                     v["user_id"].as_str().unwrap_or_default(),
                     v["decision"].as_str().unwrap_or_default().to_uppercase(),
-                    v["required_aal"].as_u64().unwrap_or(0),
+                    need,
                     why,
                     truth
                 );
