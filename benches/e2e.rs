@@ -4,11 +4,16 @@
 //!
 //!   cargo bench --bench e2e
 //!
-//! Broker: `STEPUP_TEST_BOOTSTRAP`, else the one `scripts/kafka-broker.sh`
-//! manages (started here if it is not running, and stopped again at the end).
+//! Broker: `STEPUP_TEST_BOOTSTRAP`, else a fresh tansu of its own that
+//! `scripts/kafka-broker.sh` starts (data in target/tansu-bench, port 19095 or
+//! `STEPUP_BENCH_BROKER_PORT`) and removes at the end. Fresh matters: tansu
+//! 0.6.0 slows down as its SQLite store grows.
 //!
-//! Three pipelines, each on its own fresh topics and group: "broker only" (produce
-//! and read back the same topic: the floor), "passthrough" and "stepup run".
+//! Pipelines, each on its own fresh topics and group: "broker only" (produce and
+//! read back the same topic: the floor), "passthrough", "passthrough x2" (each
+//! input copied to two topics, about the worker's output volume: a decision and a
+//! baseline change per event) and "stepup run". `STEPUP_BENCH_ONLY` = broker,
+//! passthrough, fanout or worker runs one.
 //! Two phases per pipeline:
 //! - throughput: M pre-generated events produced as fast as the client can, from
 //!   the first send to the last output record read: events/s;
@@ -45,7 +50,7 @@ struct BrokerGuard(Option<std::path::PathBuf>);
 impl Drop for BrokerGuard {
     fn drop(&mut self) {
         if let Some(script) = self.0.take() {
-            let _ = Command::new("bash").arg(script).arg("stop").status();
+            let _ = Command::new("bash").arg(script).arg("clean").status();
         }
     }
 }
@@ -53,6 +58,13 @@ impl Drop for BrokerGuard {
 fn broker(quick: bool) -> Option<(String, BrokerGuard)> {
     if let Ok(bs) = std::env::var(BOOTSTRAP_ENV) {
         if !bs.trim().is_empty() {
+            if !quick {
+                println!(
+                    "e2e bench: using {BOOTSTRAP_ENV}={bs}. Note: tansu slows down as its SQLite store grows \
+                     (measured: ~14k events/s fresh, under 100/s after an hour of test traffic); unset \
+                     {BOOTSTRAP_ENV} to let the bench run a fresh broker of its own"
+                );
+            }
             return Some((bs.trim().to_string(), BrokerGuard(None)));
         }
     }
@@ -60,31 +72,28 @@ fn broker(quick: bool) -> Option<(String, BrokerGuard)> {
         println!("e2e bench: test mode without {BOOTSTRAP_ENV}: skipped (run `cargo bench --bench e2e`)");
         return None;
     }
+    // A fresh broker of its own (own data dir and port), removed at the end.
     let script = manifest_dir().join("scripts/kafka-broker.sh");
-    let running = Command::new("bash")
-        .arg(&script)
-        .arg("status")
-        .status()
-        .is_ok_and(|s| s.success());
-    let guard = if running {
-        BrokerGuard(None)
-    } else {
-        let st = Command::new("bash")
+    std::env::set_var("STEPUP_BROKER_DIR", "target/tansu-bench");
+    std::env::set_var(
+        "STEPUP_BROKER_PORT",
+        std::env::var("STEPUP_BENCH_BROKER_PORT").unwrap_or_else(|_| "19095".into()),
+    );
+    let run = |what: &str| {
+        Command::new("bash")
             .arg(&script)
-            .arg("start")
+            .arg(what)
             .status()
-            .expect("kafka-broker.sh");
-        assert!(
-            st.success(),
-            "scripts/kafka-broker.sh start failed (install tansu: scripts/kafka-broker.sh install)"
-        );
-        BrokerGuard(Some(script.clone()))
+            .is_ok_and(|s| s.success())
     };
+    assert!(
+        run("clean") && run("start"),
+        "scripts/kafka-broker.sh start failed (is tansu installed? scripts/kafka-broker.sh install)"
+    );
     let out = Command::new("bash").arg(&script).arg("bootstrap").output().unwrap();
     let bs = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    // The worker's tests look here too.
     std::env::set_var(BOOTSTRAP_ENV, &bs);
-    Some((bs, guard))
+    Some((bs, BrokerGuard(Some(script))))
 }
 
 #[derive(Debug, Default, Clone)]
@@ -105,23 +114,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
-/// The event id of an output record (a decision or a copied event: both carry it).
-fn event_id_of(r: &Rec) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct Id<'a> {
-        #[serde(borrow)]
-        event_id: std::borrow::Cow<'a, str>,
-    }
-    serde_json::from_slice::<Id>(r.value.as_deref()?)
-        .ok()
-        .map(|i| i.event_id.into_owned())
-}
-
 /// Produce `events` (at `rate`/s, or as fast as possible), wait for one output per
 /// event on `out`, and measure.
 fn drive(bs: &str, topic_in: &str, out: &TopicReader, events: &[GenEvent], rate: Option<f64>, what: &str) -> Figures {
     let p = producer(bs);
     let already = out.len();
+    let distinct_before = out.distinct();
     let mut sent_at: HashMap<&str, Instant> = HashMap::with_capacity(events.len());
     let t0 = Instant::now();
     let mut futs = Vec::with_capacity(events.len());
@@ -148,16 +146,16 @@ fn drive(bs: &str, topic_in: &str, out: &TopicReader, events: &[GenEvent], rate:
     }
     let n = events.len();
     let timeout = Duration::from_secs(120 + (n / 200) as u64);
-    let recs = out.wait_for(
+    let recs = out.wait_distinct(
+        distinct_before + n,
         timeout,
         &format!("{what}: an output for each of {n} events"),
-        |r| r.len() >= already + n && distinct_ids(&r[already..]) >= n,
         String::new,
     );
     let mut first: HashMap<String, Instant> = HashMap::with_capacity(n);
     for r in &recs[already..] {
-        if let Some(id) = event_id_of(r) {
-            first.entry(id).or_insert(r.received);
+        if let Some(id) = &r.event_id {
+            first.entry(id.clone()).or_insert(r.received);
         }
     }
     let mut lat: Vec<f64> = Vec::with_capacity(n);
@@ -215,7 +213,9 @@ fn pipeline_producer(bs: &str) -> FutureProducer {
 }
 
 impl Passthrough {
-    fn start(bs: &str, topic_in: &str, topic_out: &str, group: &str, partitions: usize) -> Passthrough {
+    /// Copies every input record to each of `topics_out` (the worker writes ~2 records
+    /// per event: a decision and a baseline change, plus a trigger for some).
+    fn start(bs: &str, topic_in: &str, topics_out: &[&str], group: &str, partitions: usize) -> Passthrough {
         let c = pipeline_consumer(bs, group);
         c.subscribe(&[topic_in]).expect("subscribe");
         let p = pipeline_producer(bs);
@@ -229,27 +229,39 @@ impl Passthrough {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let s2 = stop.clone();
-        let (tin, tout) = (topic_in.to_string(), topic_out.to_string());
+        let tin = topic_in.to_string();
+        let touts: Vec<String> = topics_out.iter().map(|t| t.to_string()).collect();
         let handle = std::thread::spawn(move || {
-            let mut pending: VecDeque<(rdkafka::producer::DeliveryFuture, i32, i64)> = VecDeque::new();
+            let mut pending: VecDeque<(Vec<rdkafka::producer::DeliveryFuture>, i32, i64)> = VecDeque::new();
             let mut copied = 0u64;
             while !s2.load(Ordering::Relaxed) {
                 if let Some(m) = c.poll(Duration::from_millis(if pending.is_empty() { 100 } else { 1 })) {
                     let m = m.expect("passthrough consume");
-                    let f = send(&p, &tout, None, m.key(), m.payload().unwrap_or_default(), &[]);
-                    pending.push_back((f, m.partition(), m.offset()));
+                    let fs = touts
+                        .iter()
+                        .map(|t| send(&p, t, None, m.key(), m.payload().unwrap_or_default(), &[]))
+                        .collect();
+                    pending.push_back((fs, m.partition(), m.offset()));
                 }
-                while let Some((f, part, off)) = pending.front_mut() {
-                    match (&mut *f).now_or_never() {
-                        Some(Ok(Ok(_))) => {
-                            // rd_kafka_offset_store stores offset + 1 itself (the next to read).
-                            c.store_offset(&tin, *part, *off).expect("store_offset");
-                            copied += 1;
-                            pending.pop_front();
+                // An input is done when all its copies are acknowledged, in order.
+                while let Some((fs, part, off)) = pending.front_mut() {
+                    let mut i = 0;
+                    while i < fs.len() {
+                        match (&mut fs[i]).now_or_never() {
+                            Some(Ok(Ok(_))) => {
+                                fs.swap_remove(i);
+                            }
+                            Some(other) => panic!("passthrough delivery failed: {other:?}"),
+                            None => i += 1,
                         }
-                        Some(other) => panic!("passthrough delivery failed: {other:?}"),
-                        None => break,
                     }
+                    if !fs.is_empty() {
+                        break;
+                    }
+                    // rd_kafka_offset_store stores offset + 1 itself (the next to read).
+                    c.store_offset(&tin, *part, *off).expect("store_offset");
+                    copied += 1;
+                    pending.pop_front();
                 }
             }
             copied
@@ -303,20 +315,27 @@ fn main() {
         results.push(("broker only", a, b));
     }
 
-    if only.is_empty() || only == "passthrough" {
+    for (name, fanout) in [("passthrough", 1usize), ("passthrough x2", 2)] {
+        let key = if fanout == 1 { "passthrough" } else { "fanout" };
+        if !(only.is_empty() || only == key) {
+            continue;
+        }
         let t = Topics::new("bench-pt", parts);
-        create_topics(&bs, &[(&t.events, parts, false), (&t.decisions, parts, false)]);
+        let outs: Vec<&str> = [t.decisions.as_str(), t.changelog.as_str()][..fanout].to_vec();
+        let mut specs = vec![(t.events.as_str(), parts, false)];
+        specs.extend(outs.iter().map(|o| (*o, parts, false)));
+        create_topics(&bs, &specs);
         let out = TopicReader::start(&bs, &t.decisions);
-        let pt = Passthrough::start(&bs, &t.events, &t.decisions, &t.group, parts as usize);
-        let a = drive(&bs, &t.events, &out, burst, None, "passthrough burst");
-        let b = drive(&bs, &t.events, &out, paced, Some(rate), "passthrough paced");
+        let pt = Passthrough::start(&bs, &t.events, &outs, &t.group, parts as usize);
+        let a = drive(&bs, &t.events, &out, burst, None, &format!("{name} burst"));
+        let b = drive(&bs, &t.events, &out, paced, Some(rate), &format!("{name} paced"));
         let copied = pt.stop();
-        assert_eq!(copied as usize, m + k, "passthrough copied {copied}");
+        assert_eq!(copied as usize, m + k, "{name} copied {copied}");
         println!(
-            "passthrough: {:.0} events/s ({m} in {:.2}s); paced p50 {:.1} ms p99 {:.1} ms",
+            "{name}: {:.0} events/s ({m} in {:.2}s); paced p50 {:.1} ms p99 {:.1} ms",
             a.events_per_s, a.burst_s, b.p50_ms, b.p99_ms
         );
-        results.push(("passthrough", a, b));
+        results.push((name, a, b));
     }
 
     if only.is_empty() || only == "worker" {

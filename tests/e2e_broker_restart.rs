@@ -57,10 +57,10 @@ fn broker_restart_mid_stream_loses_nothing() {
     };
 
     let stream = Streamer::start(&bs, &t.events, &events, RATE);
-    decisions.wait_for(
+    decisions.wait_distinct(
+        EVENTS / 4,
         Duration::from_secs(120),
         "a quarter of the events decided",
-        |r| distinct_ids(r) >= EVENTS / 4,
         || logs(&[&w]),
     );
     let before = by_event_id(&decisions.catch_up(Duration::from_secs(30)));
@@ -97,10 +97,10 @@ fn broker_restart_mid_stream_loses_nothing() {
     ));
 
     let placed = stream.finish();
-    decisions.wait_for(
+    decisions.wait_distinct(
+        EVENTS,
         Duration::from_secs(240),
         "a decision for every event after the broker restart",
-        |r| distinct_ids(r) >= EVENTS,
         || logs(&[&w]),
     );
     wait_until(

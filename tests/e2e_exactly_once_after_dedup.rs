@@ -43,12 +43,9 @@ fn every_event_gets_exactly_one_decision_after_dedup() {
     let placed = produce_all(&p, &t.events, &recs);
     note(format!("produced {EVENTS} events to {} partitions", PARTITIONS));
 
-    decisions.wait_for(
-        Duration::from_secs(180),
-        "a decision for every event",
-        |recs| recs.len() >= EVENTS && by_event_id(recs).len() >= EVENTS,
-        || logs(&[&w]),
-    );
+    decisions.wait_distinct(EVENTS, Duration::from_secs(180), "a decision for every event", || {
+        logs(&[&w])
+    });
     // Anything still in flight (duplicates included) lands before we count.
     std::thread::sleep(Duration::from_secs(2));
     let got = by_event_id(&decisions.catch_up(Duration::from_secs(30)));

@@ -35,10 +35,10 @@ fn survivor_takes_over_partitions_and_baselines() {
     w2.wait_ready(Duration::from_secs(90));
     let stream = Streamer::start(&bs, &t.events, &events, RATE);
 
-    decisions.wait_for(
+    decisions.wait_distinct(
+        EVENTS / 3,
         Duration::from_secs(120),
         "a third of the events decided by the two workers",
-        |r| distinct_ids(r) >= EVENTS / 3,
         || logs(&[&w1, &w2]),
     );
     // Both members own partitions (else the kill proves nothing).
@@ -106,10 +106,10 @@ fn survivor_takes_over_partitions_and_baselines() {
     ));
 
     let placed = stream.finish();
-    decisions.wait_for(
+    decisions.wait_distinct(
+        EVENTS,
         Duration::from_secs(240),
         "a decision for every event after the failover",
-        |r| distinct_ids(r) >= EVENTS,
         || logs(&[&w1]),
     );
     let complete_in = killed_at.elapsed();

@@ -33,10 +33,10 @@ fn kill9_mid_stream_loses_nothing_and_keeps_baselines() {
     let stream = Streamer::start(&bs, &t.events, &events, RATE);
 
     // Mid-stream: a third of the events decided.
-    decisions.wait_for(
+    decisions.wait_distinct(
+        EVENTS / 3,
         Duration::from_secs(120),
         "a third of the events decided",
-        |r| distinct_ids(r) >= EVENTS / 3,
         || logs(&[&w1]),
     );
     w1.kill9();
@@ -58,10 +58,10 @@ fn kill9_mid_stream_loses_nothing_and_keeps_baselines() {
     let restarted_in = killed_at.elapsed();
     let placed = stream.finish();
 
-    decisions.wait_for(
+    decisions.wait_distinct(
+        EVENTS,
         Duration::from_secs(180),
         "a decision for every event after the restart",
-        |r| distinct_ids(r) >= EVENTS,
         || logs(&[&w2]),
     );
     std::thread::sleep(Duration::from_secs(2));

@@ -105,12 +105,9 @@ fn poison_records_go_to_the_dlq_and_the_partition_keeps_flowing() {
         poison_at.keys().collect::<Vec<_>>()
     ));
 
-    decisions.wait_for(
-        Duration::from_secs(120),
-        "every good event decided",
-        |r| distinct_ids(r) >= GOOD,
-        || logs(&[&w]),
-    );
+    decisions.wait_distinct(GOOD, Duration::from_secs(120), "every good event decided", || {
+        logs(&[&w])
+    });
     dlq.wait_for(
         Duration::from_secs(60),
         "every poison record in the DLQ",

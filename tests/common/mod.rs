@@ -53,19 +53,40 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The `stepup` binary of this build, copied once per test process: every worker
+/// and every offline `stepup score` of a test then run the same code even if a
+/// concurrent `cargo build` replaces target/debug/stepup meanwhile.
 pub fn stepup_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_stepup"))
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let src = PathBuf::from(env!("CARGO_BIN_EXE_stepup"));
+        let dst = run_dir().join("stepup");
+        std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("copying {}: {e}", src.display()));
+        dst
+    })
+    .clone()
 }
 
 /// A scratch directory for this process's logs, configs and files.
 pub fn run_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e").join(format!(
-            "run-{}-{}",
-            now_ms(),
-            std::process::id()
-        ));
+        let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e");
+        // Runs keep their logs for a post-mortem; prune those older than 6 hours.
+        if let Ok(rd) = std::fs::read_dir(&root) {
+            for e in rd.flatten() {
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > Duration::from_secs(6 * 3600));
+                if old {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let d = root.join(format!("run-{}-{}", now_ms(), std::process::id()));
         std::fs::create_dir_all(&d).expect("creating the e2e run dir");
         d
     })
@@ -464,6 +485,8 @@ pub struct Rec {
     pub headers: Vec<(String, Option<Vec<u8>>)>,
     pub timestamp_ms: Option<i64>,
     pub received: Instant,
+    /// `event_id` of a JSON value that has one (decisions, copied events).
+    pub event_id: Option<String>,
 }
 
 impl Rec {
@@ -507,6 +530,7 @@ pub struct TopicReader {
     pub topic: String,
     recs: Arc<Mutex<Vec<Rec>>>,
     errors: Arc<Mutex<Vec<String>>>,
+    distinct: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
     bootstrap: String,
@@ -531,8 +555,10 @@ impl TopicReader {
         let recs = Arc::new(Mutex::new(Vec::new()));
         let errors = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (r2, e2, s2) = (recs.clone(), errors.clone(), stop.clone());
+        let distinct = Arc::new(AtomicUsize::new(0));
+        let (r2, e2, s2, d2) = (recs.clone(), errors.clone(), stop.clone(), distinct.clone());
         let handle = std::thread::spawn(move || {
+            let mut ids = std::collections::HashSet::new();
             while !s2.load(Ordering::Relaxed) {
                 match c.poll(Duration::from_millis(100)) {
                     Some(Ok(m)) => {
@@ -544,6 +570,12 @@ impl TopicReader {
                                     .collect()
                             })
                             .unwrap_or_default();
+                        let event_id = m.payload().and_then(event_id_in);
+                        if let Some(id) = &event_id {
+                            if ids.insert(id.clone()) {
+                                d2.store(ids.len(), Ordering::Relaxed);
+                            }
+                        }
                         let rec = Rec {
                             partition: m.partition(),
                             offset: m.offset(),
@@ -552,6 +584,7 @@ impl TopicReader {
                             headers,
                             timestamp_ms: m.timestamp().to_millis(),
                             received: Instant::now(),
+                            event_id,
                         };
                         r2.lock().unwrap().push(rec);
                     }
@@ -569,10 +602,36 @@ impl TopicReader {
             topic: topic.to_string(),
             recs,
             errors,
+            distinct,
             stop,
             handle: Some(handle),
             bootstrap: bootstrap.to_string(),
         }
+    }
+
+    /// Distinct `event_id`s read so far.
+    pub fn distinct(&self) -> usize {
+        self.distinct.load(Ordering::Relaxed)
+    }
+
+    /// Wait until `n` distinct event ids have been read.
+    pub fn wait_distinct(&self, n: usize, timeout: Duration, what: &str, diag: impl Fn() -> String) -> Vec<Rec> {
+        let deadline = Instant::now() + timeout;
+        while self.distinct() < n {
+            if Instant::now() > deadline {
+                panic!(
+                    "timed out after {timeout:?} waiting for {what} on {}: {} of {n} event ids read ({} records; \
+                     reader errors: {:?})\n{}",
+                    self.topic,
+                    self.distinct(),
+                    self.len(),
+                    self.errors().iter().take(5).collect::<Vec<_>>(),
+                    diag()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.snapshot()
     }
 
     pub fn snapshot(&self) -> Vec<Rec> {
@@ -588,6 +647,7 @@ impl TopicReader {
     }
 
     /// Wait until `done(records)`; on timeout fail with `what` and `diag()`.
+    /// `done` runs under the reader's lock: keep it cheap (see [`Self::wait_distinct`]).
     pub fn wait_for(
         &self,
         timeout: Duration,
@@ -1323,22 +1383,22 @@ pub fn decided_partitions(
     m
 }
 
-/// Count the distinct event ids among decision records cheaply (no full parse).
+/// Count the distinct event ids among records.
 pub fn distinct_ids(recs: &[Rec]) -> usize {
+    recs.iter()
+        .filter_map(|r| r.event_id.as_deref())
+        .collect::<std::collections::HashSet<_>>()
+        .len()
+}
+
+/// The `event_id` of a JSON object, without parsing the rest.
+pub fn event_id_in(v: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Id<'a> {
         #[serde(borrow)]
         event_id: std::borrow::Cow<'a, str>,
     }
-    let mut s = std::collections::HashSet::new();
-    for r in recs {
-        if let Some(v) = r.value.as_deref() {
-            if let Ok(id) = serde_json::from_slice::<Id>(v) {
-                s.insert(id.event_id.into_owned());
-            }
-        }
-    }
-    s.len()
+    serde_json::from_slice::<Id>(v).ok().map(|i| i.event_id.into_owned())
 }
 
 /// A consumer group's members and their assignments (DescribeGroups), when the
