@@ -274,10 +274,31 @@ pub fn minutes(ms: i64) -> u32 {
     (ms.max(0) / 60_000).min(u32::MAX as i64) as u32
 }
 
+/// A user's identity in the state map: two independent 64-bit hashes of the id (a
+/// collision needs about 2^64 users in one partition), compared inline without
+/// touching the heap (a `Box<str>` key costs a cache miss per probe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UserKey(u64, u64);
+
+impl UserKey {
+    pub fn of(user: &str) -> Self {
+        UserKey(
+            crate::hash::hs(crate::hash::Ns::User, user),
+            crate::hash::hs(crate::hash::Ns::UserCheck, user),
+        )
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    id: Box<str>,
+    b: UserBaseline,
+}
+
 /// The state one partition owns.
 #[derive(Debug, Default)]
 pub struct StateStore {
-    users: FastMap<Box<str>, UserBaseline>,
+    users: FastMap<UserKey, Box<Slot>>,
     pub global: GlobalStats,
     pub retention: Retention,
 }
@@ -292,7 +313,11 @@ impl StateStore {
     }
 
     pub fn get(&self, user: &str) -> Option<&UserBaseline> {
-        self.users.get(user)
+        self.get_key(UserKey::of(user))
+    }
+
+    pub fn get_key(&self, key: UserKey) -> Option<&UserBaseline> {
+        self.users.get(&key).map(|s| &s.b)
     }
 
     pub fn len(&self) -> usize {
@@ -304,18 +329,19 @@ impl StateStore {
     }
 
     pub fn users(&self) -> impl Iterator<Item = (&str, &UserBaseline)> {
-        self.users.iter().map(|(k, v)| (&**k, v))
+        self.users.values().map(|s| (&*s.id, &s.b))
     }
 
     /// Replace (or with `None`, remove) one user's baseline, keeping the
     /// population statistics consistent. Used by changelog restore.
     pub fn put(&mut self, user: &str, b: Option<UserBaseline>) {
-        if let Some(old) = self.users.remove(user) {
-            self.global.sub_user(&old);
+        let key = UserKey::of(user);
+        if let Some(old) = self.users.remove(&key) {
+            self.global.sub_user(&old.b);
         }
         if let Some(b) = b {
             self.global.add_user(&b);
-            self.users.insert(Box::from(user), b);
+            self.users.insert(key, Box::new(Slot { id: Box::from(user), b }));
         }
     }
 
@@ -325,31 +351,34 @@ impl StateStore {
         self.global = GlobalStats::default();
     }
 
-    fn entry(&mut self, user: &str, now_min: u32) -> &mut UserBaseline {
-        if !self.users.contains_key(user) {
-            self.users.insert(
-                Box::from(user),
-                UserBaseline {
+    fn entry(&mut self, user: &str, key: UserKey, now_min: u32) -> &mut UserBaseline {
+        let slot = self.users.entry(key).or_insert_with(|| {
+            Box::new(Slot {
+                id: Box::from(user),
+                b: UserBaseline {
                     first_seen: now_min,
                     ..Default::default()
                 },
-            );
-        }
-        // present: inserted above
-        self.users.get_mut(user).expect("inserted above")
+            })
+        });
+        &mut slot.b
     }
 
     /// Remember that the record at `position` changed `user`'s baseline.
-    pub fn mark_applied(&mut self, user: &str, position: u64) {
-        if let Some(b) = self.users.get_mut(user) {
-            b.applied = b.applied.max(position.saturating_add(1));
+    pub fn mark_applied(&mut self, key: UserKey, position: u64) {
+        if let Some(s) = self.users.get_mut(&key) {
+            s.b.applied = s.b.applied.max(position.saturating_add(1));
         }
     }
 
     /// Record a failed login (never teaches places or devices).
     pub fn record_failure(&mut self, user: &str, time_ms: i64) {
+        self.record_failure_key(user, UserKey::of(user), time_ms)
+    }
+
+    pub fn record_failure_key(&mut self, user: &str, key: UserKey, time_ms: i64) {
         let now = minutes(time_ms).max(1);
-        let b = self.entry(user, now);
+        let b = self.entry(user, key, now);
         let i = b.fail_head as usize % FAIL_RING;
         b.fails[i] = now;
         b.fail_head = ((i + 1) % FAIL_RING) as u8;
@@ -358,19 +387,26 @@ impl StateStore {
 
     /// Teach a trusted login.
     pub fn learn(&mut self, user: &str, obs: &Observation) {
+        self.learn_key(user, UserKey::of(user), obs)
+    }
+
+    pub fn learn_key(&mut self, user: &str, key: UserKey, obs: &Observation) {
         let now = minutes(obs.time_ms);
         let retention = self.retention;
         // split borrows: the user's baseline and the population stats
-        if !self.users.contains_key(user) {
-            self.users.insert(
-                Box::from(user),
-                UserBaseline {
-                    first_seen: now,
-                    ..Default::default()
-                },
-            );
-        }
-        let Some(b) = self.users.get_mut(user) else { return };
+        let b = &mut self
+            .users
+            .entry(key)
+            .or_insert_with(|| {
+                Box::new(Slot {
+                    id: Box::from(user),
+                    b: UserBaseline {
+                        first_seen: now,
+                        ..Default::default()
+                    },
+                })
+            })
+            .b;
         let g = &mut self.global;
         let cutoff = now.saturating_sub(retention.horizon_min);
         for f in FEATURES {

@@ -21,6 +21,8 @@ pub enum Ns {
     Category = 8,
     Device = 9,
     Fingerprint = 10,
+    User = 11,
+    UserCheck = 12,
 }
 
 const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;

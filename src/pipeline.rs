@@ -139,13 +139,14 @@ impl Pipeline {
         let en = self
             .enricher
             .enrich(ev.ip, ev.user_agent.as_deref(), ev.device_id.as_deref());
+        let uk = crate::baseline::UserKey::of(&ev.user_id);
         let contractor = self.registry.get(&ev.user_id);
         let a = assess(
             &settings.model,
             &Inputs {
                 event: &ev,
                 enriched: &en,
-                baseline: self.state.get(&ev.user_id),
+                baseline: self.state.get_key(uk),
                 global: &self.state.global,
                 contractor,
             },
@@ -155,7 +156,7 @@ impl Pipeline {
         encode(&mut out.json, &settings.policy, &ev, &en, &a, &verdict);
 
         // Baseline update after scoring: the event is judged against the past only.
-        let replay = self.state.get(&ev.user_id).is_some_and(|b| b.has_applied(position));
+        let replay = self.state.get_key(uk).is_some_and(|b| b.has_applied(position));
         if replay {
             // already in the baseline: nothing to learn again
         } else if teaches(&settings.model, &ev, &a) {
@@ -166,14 +167,14 @@ impl Pipeline {
                 location: location_of(&ev, &en),
                 tz: en.geo.tz,
             };
-            self.state.learn(&ev.user_id, &obs);
+            self.state.learn_key(&ev.user_id, uk, &obs);
             out.baseline_changed = true;
         } else if ev.kind == EventKind::Login && ev.outcome == Outcome::Failure {
-            self.state.record_failure(&ev.user_id, ev.time_ms);
+            self.state.record_failure_key(&ev.user_id, uk, ev.time_ms);
             out.baseline_changed = true;
         }
         if let (true, Some(pos)) = (out.baseline_changed, position) {
-            self.state.mark_applied(&ev.user_id, pos);
+            self.state.mark_applied(uk, pos);
         }
 
         out.event_id.push_str(&ev.event_id);
