@@ -365,6 +365,21 @@ pub fn producer(bootstrap: &str) -> FutureProducer {
         .expect("producer")
 }
 
+/// A producer without idempotence (acks=all, one request in flight, so retries
+/// keep the order). For traffic across a tansu restart: tansu 0.6.0's storage
+/// panics ("more or less than one row" in its idempotent-producer check) when an
+/// idempotent producer carries on across a broker restart.
+pub fn producer_plain(bootstrap: &str) -> FutureProducer {
+    client_config(bootstrap)
+        .set("enable.idempotence", "false")
+        .set("acks", "all")
+        .set("max.in.flight.requests.per.connection", "1")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "180000")
+        .create()
+        .expect("producer")
+}
+
 /// Queue one record (waits while the local queue is full).
 pub fn send(
     p: &FutureProducer,
@@ -427,7 +442,10 @@ pub struct Streamer {
 
 impl Streamer {
     pub fn start(bootstrap: &str, topic: &str, events: &[GenEvent], per_second: f64) -> Streamer {
-        let p = producer(bootstrap);
+        Self::start_with(producer(bootstrap), topic, events, per_second)
+    }
+
+    pub fn start_with(p: FutureProducer, topic: &str, events: &[GenEvent], per_second: f64) -> Streamer {
         let topic = topic.to_string();
         let recs: Vec<(String, String)> = events.iter().map(|e| (e.user_id.clone(), e.json.clone())).collect();
         let sent = Arc::new(AtomicUsize::new(0));
@@ -450,7 +468,32 @@ impl Streamer {
                 futs.push(send(&p, &topic, None, Some(k.as_bytes()), v.as_bytes(), &[]));
                 s2.store(i + 1, Ordering::Relaxed);
             }
-            futs.into_iter().map(|f| delivered(f, &topic)).collect()
+            // A delivery the broker failed (tansu 0.6.0 answers UNKNOWN_SERVER_ERROR to
+            // an idempotent producer's in-flight batch across its own restart) is sent
+            // again: the test needs every event in, wherever it lands.
+            let mut placed = Vec::with_capacity(futs.len());
+            for (i, f) in futs.into_iter().enumerate() {
+                let mut res = futures::executor::block_on(f);
+                let mut attempts = 1;
+                loop {
+                    match res {
+                        Ok(Ok(d)) => {
+                            placed.push((d.partition, d.offset));
+                            break;
+                        }
+                        Ok(Err((e, _))) if attempts < 5 => {
+                            eprintln!("[e2e] delivery of event #{i} failed ({e}); sending it again");
+                            let (k, v) = &recs[i];
+                            let f = send(&p, &topic, None, Some(k.as_bytes()), v.as_bytes(), &[]);
+                            res = futures::executor::block_on(f);
+                            attempts += 1;
+                        }
+                        Ok(Err((e, _))) => panic!("delivery of event #{i} to {topic} failed {attempts} times: {e}"),
+                        Err(_) => panic!("delivery of event #{i} to {topic} cancelled"),
+                    }
+                }
+            }
+            placed
         });
         Streamer {
             handle: Some(handle),
@@ -1503,4 +1546,30 @@ pub fn wait_until_ok(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Wait until `w` owns all `partitions` partitions of its group (its
+/// `stepup_assigned_partitions` gauge). When the broker does not get there within
+/// 25 s (tansu 0.6.0 never reassigns a kill -9'd member's partitions, see
+/// [`nudge_rebalance`]), say so and force a rebalance. Returns whether it had to.
+pub fn ensure_owns_all(bootstrap: &str, group: &str, w: &Worker, partitions: i32) -> bool {
+    let owns_all = || metric_sum(&w.metrics(), "stepup_assigned_partitions") >= partitions as f64;
+    if wait_until_ok(Duration::from_secs(25), owns_all) {
+        return false;
+    }
+    note(format!(
+        "BROKER BUG: 25 s on, {} owns {} of {partitions} partitions: the broker did not reassign the partitions \
+         of the member killed with -9 (tansu 0.6.0 keeps an expired member's assignment). Forcing a rebalance \
+         with a member that joins and leaves.",
+        w.name,
+        metric_sum(&w.metrics(), "stepup_assigned_partitions")
+    ));
+    nudge_rebalance(bootstrap, group);
+    assert!(
+        wait_until_ok(Duration::from_secs(60), owns_all),
+        "even after a forced rebalance {} does not own all {partitions} partitions\n{}",
+        w.name,
+        w.log_tail(40)
+    );
+    true
 }
