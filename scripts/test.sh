@@ -119,5 +119,6 @@ echo "test.sh: cargo bench --no-run took $((SECONDS - t0)) s"
 if ((${#failed[@]})); then
     echo "test.sh: FAILED: ${failed[*]}" >&2
 fi
+echo "test.sh: total $SECONDS s"
 echo "suites: $passed passed, ${#failed[@]} failed"
 ((${#failed[@]} == 0))
