@@ -633,7 +633,9 @@ fn observe(
                     };
                 }
                 let truth = label.map(|l| format!("  [attack: {l}]")).unwrap_or_default();
-                let need = v["required_aal"].as_u64().map_or_else(|| "    ".to_string(), |a| format!("AAL{a}"));
+                let need = v["required_aal"]
+                    .as_u64()
+                    .map_or_else(|| "    ".to_string(), |a| format!("AAL{a}"));
                 println!(
                     "{:<16}  {:<14}  {:<7}  {}  {}{}",
                     time,
