@@ -159,12 +159,7 @@ fn broker_restart_mid_stream_loses_nothing() {
     ));
     check.assert_ok("broker restart");
 
-    let st = w.terminate(Duration::from_secs(30));
-    assert!(
-        st.is_some_and(|s| s.success()),
-        "SIGTERM: exit 0 expected, got {st:?}\n{}",
-        w.log_tail(30)
-    );
+    w.stop_cleanly();
 }
 
 /// [a, a, b, b, a] → [(a, 2), (b, 2), (a, 1)]

@@ -168,10 +168,5 @@ fn survivor_takes_over_partitions_and_baselines() {
     ));
     check.assert_ok("failover");
 
-    let st = w1.terminate(Duration::from_secs(30));
-    assert!(
-        st.is_some_and(|s| s.success()),
-        "SIGTERM: exit 0 expected, got {st:?}\n{}",
-        w1.log_tail(30)
-    );
+    w1.stop_cleanly();
 }

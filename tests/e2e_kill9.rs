@@ -105,10 +105,5 @@ fn kill9_mid_stream_loses_nothing_and_keeps_baselines() {
     let restored = metric_samples(&m, "restore");
     note(format!("w2 restore metrics: {restored:?}"));
 
-    let st = w2.terminate(Duration::from_secs(30));
-    assert!(
-        st.is_some_and(|s| s.success()),
-        "SIGTERM: exit 0 expected, got {st:?}\n{}",
-        w2.log_tail(30)
-    );
+    w2.stop_cleanly();
 }

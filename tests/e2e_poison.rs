@@ -179,12 +179,7 @@ fn poison_records_go_to_the_dlq_and_the_partition_keeps_flowing() {
         );
     }
 
-    let st = w.terminate(Duration::from_secs(30));
-    assert!(
-        st.is_some_and(|s| s.success()),
-        "SIGTERM: exit 0 expected, got {st:?}\n{}",
-        w.log_tail(30)
-    );
+    w.stop_cleanly();
     let committed = committed_offsets(&bs, &t.group, &t.events);
     let hw = high_watermarks(&bs, &t.events);
     assert_eq!(

@@ -953,6 +953,16 @@ impl Worker {
     }
 
     /// SIGTERM, then wait up to `timeout` for the exit status (None: still running, then killed).
+    /// SIGTERM, then assert the worker drained, committed and exited 0 within 30 s.
+    pub fn stop_cleanly(&mut self) {
+        let st = self.terminate(Duration::from_secs(30));
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "SIGTERM: exit 0 expected, got {st:?}\n{}",
+            self.log_tail(30)
+        );
+    }
+
     pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let pid = self.pid()?;
         let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
