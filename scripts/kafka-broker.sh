@@ -14,7 +14,9 @@
 #   scripts/kafka-broker.sh create-topic NAME [PARTITIONS]
 #
 # Environment: STEPUP_BROKER_PORT (19092), STEPUP_BROKER_DIR (target/tansu, relative
-# paths are taken from the repository root), TANSU (the tansu binary to use).
+# paths are taken from the repository root), TANSU (the tansu binary to use),
+# STEPUP_BROKER_STORAGE (tansu --storage-engine; default sqlite://tansu.db, the
+# only one that survives a broker restart; memory://tansu/ keeps nothing).
 #
 # tansu 0.6.0 facts this relies on: no storage engine is compiled in unless asked
 # (features dynostore + libsql), `--storage-engine sqlite://FILE` takes a path
@@ -154,7 +156,7 @@ cmd_start() {
             --kafka-cluster-id stepup-test \
             --kafka-listener-url "tcp://$HOST:$PORT" \
             --kafka-advertised-listener-url "tcp://$HOST:$PORT" \
-            --storage-engine "sqlite://tansu.db" \
+            --storage-engine "${STEPUP_BROKER_STORAGE:-sqlite://tansu.db}" \
             </dev/null >>"$LOG" 2>&1 &
         echo $! >"$PIDFILE"
     )

@@ -69,6 +69,13 @@ pub struct WorkerConfig {
     pub drain_timeout_ms: u64,
     /// Most records in flight per partition before consumption pauses.
     pub max_in_flight: usize,
+    /// Baseline changes are coalesced per user and written to the changelog at
+    /// most once per this interval (and at revoke/shutdown), ms; 0 = after every
+    /// batch. The input offset is committed only once the write is acknowledged.
+    pub changelog_flush_ms: u64,
+    /// Add CloudEvents binary-mode `ce_*` headers to triggers and decisions
+    /// (default: triggers carry only `content-type`, decisions no headers).
+    pub cloudevents_headers: bool,
     /// HMAC-SHA256 key file for signing triggers (absent: unsigned).
     #[serde(default)]
     pub signing_key_file: Option<PathBuf>,

@@ -118,7 +118,7 @@ fn every_event_gets_exactly_one_decision_after_dedup() {
             r.partition,
             r.offset
         );
-        let hid = r.header_str("stepup-event-id");
+        let hid = r.header_str("ce_id"); // with cloudevents_headers = true
         let body_id = r
             .value
             .as_deref()
@@ -134,7 +134,7 @@ fn every_event_gets_exactly_one_decision_after_dedup() {
             .or(body_id.clone())
             .unwrap_or_else(|| panic!("trigger {}@{} names no event_id", r.partition, r.offset));
         if let (Some(h), Some(b)) = (&hid, &body_id) {
-            assert_eq!(h, b, "trigger header stepup-event-id and body event_id differ");
+            assert_eq!(h, b, "trigger header ce_id and body event_id differ");
         }
         let user = user_of
             .get(id.as_str())

@@ -303,6 +303,7 @@ fn ordering_one_decision_per_event_and_trigger_contract() {
     let s = settings(&mock, 4, |s| {
         s.worker.max_in_flight = 40; // exercise pause/resume
         s.worker.signing_key_file = Some(key_file.clone());
+        s.worker.cloudevents_headers = true;
     });
     let h = start(&s, "a");
     let addr = stepup::http::spawn_thread("127.0.0.1:0", {
@@ -337,6 +338,11 @@ fn ordering_one_decision_per_event_and_trigger_contract() {
             .or_default()
             .push(v["event_id"].as_str().unwrap().to_string());
         assert_eq!(r.header("content-type").as_deref(), Some("application/json"));
+        assert_eq!(
+            r.header("ce_id").as_deref(),
+            v["event_id"].as_str(),
+            "cloudevents_headers on"
+        );
         assert_eq!(r.key.as_deref(), v["user_id"].as_str().map(str::as_bytes));
     }
     for (user, got) in &per_user {
@@ -372,7 +378,6 @@ fn ordering_one_decision_per_event_and_trigger_contract() {
         let v = t.json();
         let id = event_id(t);
         let kind = v["decision"].as_str().unwrap();
-        assert_eq!(t.header("stepup-event-id").as_deref(), Some(id.as_str()));
         assert_eq!(t.header("ce_id").as_deref(), Some(id.as_str()));
         assert_eq!(t.header("ce_specversion").as_deref(), Some("1.0"));
         assert_eq!(t.header("ce_source").as_deref(), Some("stepup"));
@@ -487,6 +492,105 @@ fn commits_never_pass_unacknowledged_outputs() {
         saw_delay,
         "the injected errors delayed acknowledgements (else this test proves nothing)"
     );
+    assert_eq!(h.shutdown(), WorkerExit::Clean);
+}
+
+/// Baseline changes are coalesced per user into one changelog write per flush
+/// interval, and no input offset at or after the first record that changed a user
+/// is committed before that write: with a long interval every decision is out and
+/// acknowledged, yet the commits wait at the first baseline change of each
+/// partition; after the flush there is one changelog record per user, and the
+/// commits reach the end. Default headers: triggers carry `content-type` only,
+/// decisions none.
+#[test]
+fn changelog_writes_are_coalesced_and_gate_commits() {
+    init_logs();
+    let mock = MockKafka::start(1).unwrap();
+    let flush = Duration::from_secs(5);
+    let s = settings(&mock, 2, |s| {
+        s.worker.changelog_flush_ms = flush.as_millis() as u64;
+        s.worker.cloudevents_headers = false;
+    });
+    let users = 10;
+    let evs = workload("g", users, 12, T0_MS);
+    let p = producer(&mock);
+    for (_, user, json) in &evs {
+        send(&p, &s.topics.events, Some(user), Some(json.as_bytes()));
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    let events = read_all(&mock, &s.topics.events, 2, evs.len(), Duration::from_secs(10));
+    // the first record of each partition whose event changes a baseline, and the ends
+    let mut first_change = [i64::MAX; 2];
+    let mut ends = [0i64; 2];
+    {
+        let sh = shared(&s);
+        for part in 0..2 {
+            let mut recs: Vec<&Rec> = events.iter().filter(|r| r.partition == part).collect();
+            recs.sort_by_key(|r| r.offset);
+            let mut pl = Pipeline::new(sh.clone());
+            let mut o = Output::default();
+            for r in recs {
+                ends[part as usize] = r.offset + 1;
+                pl.process(r.value.as_deref().unwrap_or_default(), &mut o).unwrap();
+                if o.baseline_changed {
+                    first_change[part as usize] = first_change[part as usize].min(r.offset);
+                }
+            }
+        }
+    }
+    assert!(
+        first_change.iter().all(|&o| o < i64::MAX),
+        "the workload teaches baselines"
+    );
+
+    let t0 = Instant::now();
+    let h = start(&s, "g");
+    let decisions = read_all(&mock, &s.topics.decisions, 2, evs.len(), Duration::from_secs(15));
+    assert_eq!(decisions.len(), evs.len());
+    // give auto-commit (200 ms here) time to commit whatever it may
+    std::thread::sleep(Duration::from_millis(1000));
+    let c = committed(&mock, &s.worker.group_id, &s.topics.events, 2);
+    assert_eq!(h.metrics().changelog_writes.get(), 0, "nothing flushed yet");
+    assert!(
+        t0.elapsed() < flush,
+        "too slow to observe the window before the flush ({:?})",
+        t0.elapsed()
+    );
+    for part in 0..2 {
+        assert!(
+            c[part] <= first_change[part],
+            "partition {part}: offset {} committed before the baseline change at {} was written",
+            c[part],
+            first_change[part]
+        );
+    }
+    for r in &decisions {
+        assert!(
+            r.headers.is_empty(),
+            "decisions carry no headers by default: {:?}",
+            r.headers
+        );
+    }
+    let triggers = read_all(&mock, &s.topics.triggers, 2, 1, Duration::from_secs(5));
+    assert!(!triggers.is_empty());
+    for t in &triggers {
+        let names: Vec<&str> = t.headers.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["content-type"], "default trigger headers");
+        assert_eq!(t.header("content-type").as_deref(), Some("application/json"));
+        assert!(!event_id(t).is_empty(), "the payload carries the idempotency key");
+    }
+
+    wait_for("commits at the end after the flush", Duration::from_secs(15), || {
+        committed(&mock, &s.worker.group_id, &s.topics.events, 2) == ends.to_vec()
+    });
+    let changelog = read_all(&mock, &s.topics.changelog, 2, 1, Duration::from_secs(5));
+    let keys: HashSet<Vec<u8>> = changelog.iter().filter_map(|r| r.key.clone()).collect();
+    assert_eq!(
+        changelog.len(),
+        keys.len(),
+        "one write per user for the whole window, not one per event or batch"
+    );
+    assert!(keys.len() <= users && !keys.is_empty());
     assert_eq!(h.shutdown(), WorkerExit::Clean);
 }
 

@@ -120,6 +120,7 @@ impl Core {
                     rx,
                     parked: parked.remove(&p),
                     instance: self.p.instance.clone(),
+                    changelog_flush: Duration::from_millis(s.worker.changelog_flush_ms),
                 };
                 let status = self.p.status.clone();
                 let thread = std::thread::Builder::new()
@@ -243,6 +244,12 @@ impl Core {
             report.push((*p, unacked, c));
         }
         if tpl.count() > 0 {
+            // store first: librdkafka's auto-commit (on unsubscribe/close, or its
+            // timer) commits the *stored* offsets, and an older stored offset
+            // committed after this commit would move the group back
+            if let Err(e) = consumer.store_offsets(&tpl) {
+                tracing::debug!(error = %e, "store_offsets on release failed");
+            }
             if let Err(e) = consumer.commit(&tpl, CommitMode::Sync) {
                 tracing::warn!(error = %e, "synchronous commit on release failed; the next owner may re-process");
             }

@@ -540,6 +540,7 @@ pub fn start(shared: Shared, opts: WorkerOptions) -> Result<WorkerHandle, Worker
         dlq: settings.topics.dlq.clone(),
         changelog: settings.topics.changelog.clone(),
         signing_key: key,
+        cloudevents: settings.worker.cloudevents_headers,
     };
     let table = Arc::new(Table::default());
     let mut aux = Vec::new();

@@ -5,9 +5,9 @@
 //! is its [`Tracker`] (one lock per batch) and the producer queue.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 
@@ -106,6 +106,34 @@ pub struct PartitionTask {
     pub rx: Receiver<Batch>,
     pub parked: Option<Parked>,
     pub instance: String,
+    /// Longest a baseline change waits before its changelog write (0: every batch).
+    pub changelog_flush: Duration,
+}
+
+/// Users whose baseline changed since the last changelog write, each with the
+/// entry of the first record that changed it. That entry holds one extra unit
+/// until the write is handed to the producer, so no offset at or after it is
+/// committed before the baseline it produced is durable (Kafka Streams' record
+/// cache, with our commit-after-ack rule).
+#[derive(Default)]
+struct Dirty {
+    users: FastMap<String, Arc<AckEntry>>,
+    since: Option<Instant>,
+}
+
+impl Dirty {
+    fn mark(&mut self, user: &str, entry: &Arc<AckEntry>) {
+        if !self.users.contains_key(user) {
+            entry.add();
+            self.users.insert(user.to_string(), entry.clone());
+            self.since.get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Time left before the oldest change must be written.
+    fn due_in(&self, every: Duration) -> Option<Duration> {
+        self.since.map(|t| every.saturating_sub(t.elapsed()))
+    }
 }
 
 impl PartitionTask {
@@ -133,9 +161,22 @@ impl PartitionTask {
         let mut out = Output::default();
         let mut bl = Vec::with_capacity(4096);
         let mut entries: Vec<Arc<AckEntry>> = Vec::with_capacity(512);
-        let mut changed: FastMap<String, usize> = FastMap::default();
+        let mut dirty = Dirty::default();
         let hot = self.metrics.hot_path_latency.local();
-        while let Ok(batch) = self.rx.recv() {
+        loop {
+            // wait for records, or until pending baseline changes are due
+            let next = match dirty.due_in(self.changelog_flush) {
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(wait) => self.rx.recv_timeout(wait),
+            };
+            let batch = match next {
+                Ok(b) => b,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.flush_changelog(&mut dirty, &pipeline, &mut bl);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             if self.stop.load(Ordering::Relaxed) {
                 self.tracker.dropped(batch.len());
                 break;
@@ -158,8 +199,8 @@ impl PartitionTask {
                     Ok(()) => {
                         let kind = out.kind.expect("a processed event has a decision");
                         tally.decision(kind, out.signals);
-                        if out.baseline_changed && !changed.contains_key(out.user_id.as_str()) {
-                            changed.insert(out.user_id.clone(), entries.len());
+                        if out.baseline_changed {
+                            dirty.mark(&out.user_id, &entry);
                         }
                         let mut res = self.sinks.decision(&out, &entry);
                         if res.is_ok() && kind.is_trigger() {
@@ -188,17 +229,6 @@ impl PartitionTask {
                 }
                 entries.push(entry);
             }
-            // one changelog record per user changed in this batch, carrying the state
-            // after the batch, accounted to the first record that changed the user (so
-            // no offset at or after that record is committed before it is durable)
-            for (user, idx) in changed.drain() {
-                let has = pipeline.baseline_bytes(&user, &mut bl);
-                let value = has.then_some(bl.as_slice());
-                tally.changelog += 1;
-                if let Err(e) = self.sinks.changelog(p, &user, value, &entries[idx]) {
-                    self.send_failed(&e);
-                }
-            }
             self.tracker.push(entries.iter().cloned());
             let mut settled = false;
             for e in entries.drain(..) {
@@ -210,12 +240,18 @@ impl PartitionTask {
             if done < batch.len() {
                 self.tracker.dropped(batch.len() - done);
             }
+            if dirty.due_in(self.changelog_flush) == Some(Duration::ZERO) {
+                self.flush_changelog(&mut dirty, &pipeline, &mut bl);
+            }
             hot.flush();
             self.metrics.emit(BatchProcessed { tally: &tally });
             let now = pipeline.state().len() as i64;
             self.metrics.emit(BaselinesHeld { delta: now - held });
             held = now;
         }
+        // what was scored is written before the partition is let go: the drain
+        // then waits for these writes like for every other output
+        self.flush_changelog(&mut dirty, &pipeline, &mut bl);
         // revoked or shutting down: drop queued records (the next owner re-reads
         // them from the committed offset); the state goes back to the caller, who
         // parks or drops it
@@ -258,6 +294,27 @@ impl PartitionTask {
             duration: st.duration,
         });
         Ok((pipeline, updates, st.users as i64))
+    }
+
+    /// One changelog record per dirty user, carrying its baseline as it is now
+    /// (a tombstone when it was dropped).
+    fn flush_changelog(&mut self, dirty: &mut Dirty, pipeline: &Pipeline, bl: &mut Vec<u8>) {
+        dirty.since = None;
+        if dirty.users.is_empty() {
+            return;
+        }
+        let mut tally = BatchTally::default();
+        for (user, entry) in dirty.users.drain() {
+            let has = pipeline.baseline_bytes(&user, bl);
+            let value = has.then_some(bl.as_slice());
+            tally.changelog += 1;
+            if let Err(e) = self.sinks.changelog(self.partition, &user, value, &entry) {
+                self.send_failed(&e);
+            }
+            // the write holds its own unit now; release the one held since `mark`
+            entry.ack();
+        }
+        self.metrics.emit(BatchProcessed { tally: &tally });
     }
 
     fn drop_queued(&self) {

@@ -93,6 +93,8 @@ pub struct SinkConfig {
     pub dlq: String,
     pub changelog: String,
     pub signing_key: Option<Arc<Vec<u8>>>,
+    /// CloudEvents binary-mode `ce_*` headers on triggers and decisions.
+    pub cloudevents: bool,
 }
 
 /// Writes outputs for one partition worker (scratch buffers are per worker).
@@ -159,42 +161,44 @@ impl Sinks {
         }
     }
 
-    fn ce_headers(&mut self, out: &Output, ce_type: &str, n_extra: usize) -> OwnedHeaders {
+    /// `content-type`, plus the CloudEvents binary-mode headers when configured
+    /// (`ce_id` = `event_id`, the idempotency key, which the payload always
+    /// carries). Headers are kept few on purpose: tansu 0.6.0's SQLite store
+    /// spends more on a header than on the record carrying it.
+    fn headers(&mut self, out: &Output, ce_type: &str, n_extra: usize) -> OwnedHeaders {
+        let h = OwnedHeaders::new_with_capacity(if self.cfg.cloudevents { 7 } else { 1 } + n_extra).insert(Header {
+            key: "content-type",
+            value: Some(CONTENT_TYPE_JSON),
+        });
+        if !self.cfg.cloudevents {
+            return h;
+        }
         self.time_buf.clear();
         write_rfc3339_ms(&mut self.time_buf, out.time_ms);
-        OwnedHeaders::new_with_capacity(8 + n_extra)
-            .insert(Header {
-                key: "content-type",
-                value: Some(CONTENT_TYPE_JSON),
-            })
-            .insert(Header {
-                key: "stepup-event-id",
-                value: Some(out.event_id.as_bytes()),
-            })
-            .insert(Header {
-                key: "ce_specversion",
-                value: Some(b"1.0".as_slice()),
-            })
-            .insert(Header {
-                key: "ce_id",
-                value: Some(out.event_id.as_bytes()),
-            })
-            .insert(Header {
-                key: "ce_type",
-                value: Some(ce_type.as_bytes()),
-            })
-            .insert(Header {
-                key: "ce_source",
-                value: Some(b"stepup".as_slice()),
-            })
-            .insert(Header {
-                key: "ce_subject",
-                value: Some(out.user_id.as_bytes()),
-            })
-            .insert(Header {
-                key: "ce_time",
-                value: Some(self.time_buf.as_slice()),
-            })
+        h.insert(Header {
+            key: "ce_specversion",
+            value: Some(b"1.0".as_slice()),
+        })
+        .insert(Header {
+            key: "ce_id",
+            value: Some(out.event_id.as_bytes()),
+        })
+        .insert(Header {
+            key: "ce_type",
+            value: Some(ce_type.as_bytes()),
+        })
+        .insert(Header {
+            key: "ce_source",
+            value: Some(b"stepup".as_slice()),
+        })
+        .insert(Header {
+            key: "ce_subject",
+            value: Some(out.user_id.as_bytes()),
+        })
+        .insert(Header {
+            key: "ce_time",
+            value: Some(self.time_buf.as_slice()),
+        })
     }
 
     /// A step-up trigger (only for step_up / deny).
@@ -204,7 +208,7 @@ impl Sinks {
             DecisionKind::Deny => "dev.stepup.trigger.deny",
             _ => "dev.stepup.trigger.step_up",
         };
-        let mut headers = self.ce_headers(out, ce_type, 1);
+        let mut headers = self.headers(out, ce_type, 1);
         if let Some(mac) = &self.mac {
             let mut m = mac.clone();
             m.update(&out.json);
@@ -226,19 +230,28 @@ impl Sinks {
 
     /// A decision record (every decision, when enabled).
     pub fn decision(&mut self, out: &Output, entry: &Arc<AckEntry>) -> Result<(), KafkaError> {
-        let Some(topic) = self.cfg.decisions.clone() else {
+        if self.cfg.decisions.is_none() {
+            return Ok(());
+        }
+        // Decisions are the analysts' record: the payload says everything, so the
+        // headers are only the CloudEvents ones, when configured.
+        let headers = self.cfg.cloudevents.then(|| {
+            let ce_type = match out.kind.unwrap_or(DecisionKind::Allow) {
+                DecisionKind::Allow => "dev.stepup.decision.allow",
+                DecisionKind::StepUp => "dev.stepup.decision.step_up",
+                DecisionKind::Deny => "dev.stepup.decision.deny",
+            };
+            self.headers(out, ce_type, 0)
+        });
+        let Some(topic) = self.cfg.decisions.as_deref() else {
             return Ok(());
         };
-        let ce_type = match out.kind.unwrap_or(DecisionKind::Allow) {
-            DecisionKind::Allow => "dev.stepup.decision.allow",
-            DecisionKind::StepUp => "dev.stepup.decision.step_up",
-            DecisionKind::Deny => "dev.stepup.decision.deny",
-        };
-        let headers = self.ce_headers(out, ce_type, 0);
-        let rec = BaseRecord::with_opaque_to(&topic, entry.clone())
+        let mut rec = BaseRecord::with_opaque_to(topic, entry.clone())
             .key(out.user_id.as_bytes())
-            .payload(out.json.as_slice())
-            .headers(headers);
+            .payload(out.json.as_slice());
+        if let Some(h) = headers {
+            rec = rec.headers(h);
+        }
         self.send(rec)
     }
 
