@@ -4,24 +4,26 @@
 //!
 //!   cargo bench --bench e2e
 //!
-//! Broker: `STEPUP_TEST_BOOTSTRAP`, else a fresh tansu of its own that
+//! Broker: `STEPUP_TEST_BOOTSTRAP`, else a tansu of its own that
 //! `scripts/kafka-broker.sh` starts (data in target/tansu-bench, port 19095 or
-//! `STEPUP_BENCH_BROKER_PORT`) and removes at the end. Fresh matters: tansu
-//! 0.6.0 slows down as its SQLite store grows.
+//! `STEPUP_BENCH_BROKER_PORT`), restarts empty before every run (tansu 0.6.0
+//! slows down as its SQLite store grows) and removes at the end.
 //!
 //! Pipelines, each on its own fresh topics and group: "broker only" (produce and
 //! read back the same topic: the floor), "passthrough", "passthrough x2" (each
-//! input copied to two topics, about the worker's output volume: a decision and a
-//! baseline change per event) and "stepup run". `STEPUP_BENCH_ONLY` = broker,
-//! passthrough, fanout or worker runs one.
-//! Two phases per pipeline:
+//! input copied to two topics) and "stepup run" (a decision per event, a trigger
+//! for step_up/deny, coalesced baseline changes). `STEPUP_BENCH_ONLY` = a
+//! comma-separated subset of broker, passthrough, fanout, worker.
+//! Two phases per run:
 //! - throughput: M pre-generated events produced as fast as the client can, from
 //!   the first send to the last output record read: events/s;
 //! - latency: K more events paced at R/s (below saturation): p50/p99 from the
 //!   send of an event to the arrival of its output (decision, or copied record).
+//! Each pipeline runs `STEPUP_BENCH_REPEAT` times (3) in rotating order; the
+//! table gives medians, and the ratio is of the median throughputs.
 //!
-//! Settings: `STEPUP_BENCH_EVENTS` (M, 20000), `STEPUP_BENCH_PACED` (K, 3000),
-//! `STEPUP_BENCH_RATE` (R, 1000), `STEPUP_BENCH_PARTITIONS` (4).
+//! Settings: `STEPUP_BENCH_EVENTS` (M, 20000), `STEPUP_BENCH_PACED` (K, 1000),
+//! `STEPUP_BENCH_RATE` (R, 200), `STEPUP_BENCH_PARTITIONS` (4).
 //! Run by `cargo test --all-targets` (no `--bench` argument) it only smoke-tests
 //! with a few hundred events, and only when `STEPUP_TEST_BOOTSTRAP` is set.
 
@@ -47,6 +49,22 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// Stops the broker at the end when this run started it.
 struct BrokerGuard(Option<std::path::PathBuf>);
+impl BrokerGuard {
+    /// Restart our broker with an empty store.
+    fn fresh(&self) {
+        if let Some(script) = &self.0 {
+            for what in ["clean", "start"] {
+                let ok = Command::new("bash")
+                    .arg(script)
+                    .arg(what)
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(ok, "scripts/kafka-broker.sh {what} failed");
+            }
+        }
+    }
+}
 impl Drop for BrokerGuard {
     fn drop(&mut self) {
         if let Some(script) = self.0.take() {
@@ -102,8 +120,6 @@ struct Figures {
     burst_s: f64,
     p50_ms: f64,
     p99_ms: f64,
-    max_ms: f64,
-    outputs: usize,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -172,8 +188,6 @@ fn drive(bs: &str, topic_in: &str, out: &TopicReader, events: &[GenEvent], rate:
         burst_s: span,
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
-        max_ms: *lat.last().unwrap_or(&f64::NAN),
-        outputs: recs.len() - already,
     }
 }
 
@@ -278,10 +292,94 @@ impl Passthrough {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pipe {
+    Broker,
+    Passthrough,
+    Fanout,
+    Worker,
+}
+
+impl Pipe {
+    fn name(self) -> &'static str {
+        match self {
+            Pipe::Broker => "broker only",
+            Pipe::Passthrough => "passthrough",
+            Pipe::Fanout => "passthrough x2",
+            Pipe::Worker => "stepup run",
+        }
+    }
+    fn key(self) -> &'static str {
+        match self {
+            Pipe::Broker => "broker",
+            Pipe::Passthrough => "passthrough",
+            Pipe::Fanout => "fanout",
+            Pipe::Worker => "worker",
+        }
+    }
+}
+
+/// One run of one pipeline on fresh topics: (burst figures, paced figures).
+fn run_pipe(pipe: Pipe, bs: &str, parts: i32, burst: &[GenEvent], paced: &[GenEvent], rate: f64) -> (Figures, Figures) {
+    let name = pipe.name();
+    match pipe {
+        Pipe::Broker => {
+            // The floor: produce → read back the same topic, no pipeline in between.
+            let t = Topics::new("bench-broker", parts);
+            create_topics(bs, &[(&t.events, parts, false)]);
+            let out = TopicReader::start(bs, &t.events);
+            let a = drive(bs, &t.events, &out, burst, None, "broker burst");
+            let b = drive(bs, &t.events, &out, paced, Some(rate), "broker paced");
+            (a, b)
+        }
+        Pipe::Passthrough | Pipe::Fanout => {
+            let fanout = if pipe == Pipe::Passthrough { 1 } else { 2 };
+            let t = Topics::new("bench-pt", parts);
+            let outs: Vec<&str> = [t.decisions.as_str(), t.changelog.as_str()][..fanout].to_vec();
+            let mut specs = vec![(t.events.as_str(), parts, false)];
+            specs.extend(outs.iter().map(|o| (*o, parts, false)));
+            create_topics(bs, &specs);
+            let out = TopicReader::start(bs, &t.decisions);
+            let pt = Passthrough::start(bs, &t.events, &outs, &t.group, parts as usize);
+            let a = drive(bs, &t.events, &out, burst, None, &format!("{name} burst"));
+            let b = drive(bs, &t.events, &out, paced, Some(rate), &format!("{name} paced"));
+            let copied = pt.stop();
+            assert_eq!(copied as usize, burst.len() + paced.len(), "{name} copied {copied}");
+            (a, b)
+        }
+        Pipe::Worker => {
+            let t = Topics::new("bench-worker", parts);
+            t.create(bs);
+            let out = TopicReader::start(bs, &t.decisions);
+            let mut w = Worker::spawn("bench-worker", bs, &t, &[]);
+            w.wait_ready(Duration::from_secs(120));
+            let a = drive(bs, &t.events, &out, burst, None, "stepup burst");
+            let b = drive(bs, &t.events, &out, paced, Some(rate), "stepup paced");
+            let st = w.terminate(Duration::from_secs(30));
+            assert!(
+                st.is_some_and(|s| s.success()),
+                "worker did not exit 0: {st:?}\n{}",
+                w.log_tail(30)
+            );
+            (a, b)
+        }
+    }
+}
+
+fn median_by(runs: &[(Figures, Figures)], f: impl Fn(&(Figures, Figures)) -> f64) -> f64 {
+    let mut v: Vec<f64> = runs.iter().map(f).collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    if v.is_empty() {
+        f64::NAN
+    } else {
+        v[v.len() / 2]
+    }
+}
+
 fn main() {
     let bench_mode = std::env::args().any(|a| a == "--bench");
     let quick = !bench_mode;
-    let Some((bs, _guard)) = broker(quick) else { return };
+    let Some((bs, guard)) = broker(quick) else { return };
     let m = if quick {
         300
     } else {
@@ -290,95 +388,75 @@ fn main() {
     let k = if quick {
         200
     } else {
-        env_usize("STEPUP_BENCH_PACED", 3_000)
+        env_usize("STEPUP_BENCH_PACED", 1_000)
     };
-    let rate = env_usize("STEPUP_BENCH_RATE", 1_000) as f64;
+    let rate = env_usize("STEPUP_BENCH_RATE", 200) as f64;
     let parts = env_usize("STEPUP_BENCH_PARTITIONS", 4) as i32;
+    let reps = if quick { 1 } else { env_usize("STEPUP_BENCH_REPEAT", 3).max(1) };
     let only = std::env::var("STEPUP_BENCH_ONLY").unwrap_or_default();
-    println!("e2e bench: {m} events burst + {k} paced at {rate}/s, {parts} partitions, broker {bs}");
+    let pipes: Vec<Pipe> = [Pipe::Broker, Pipe::Passthrough, Pipe::Fanout, Pipe::Worker]
+        .into_iter()
+        .filter(|p| only.is_empty() || only.split(',').any(|o| o.trim() == p.key()))
+        .collect();
+    // A broker of our own is restarted empty before every run: tansu's SQLite store
+    // slows down as it grows, so a pipeline run later would be measured on a slower
+    // broker. The order rotates between repetitions; medians are reported.
+    let fresh = guard.0.is_some() && !quick;
+    println!(
+        "e2e bench: {m} events burst + {k} paced at {rate}/s, {parts} partitions, {reps} runs each{}, broker {bs}",
+        if fresh { " on a fresh broker" } else { "" }
+    );
     let events = gen_events(&unique("bench"), 7, 500, m + k);
     let (burst, paced) = events.split_at(m);
 
-    let mut results: Vec<(&str, Figures, Figures)> = Vec::new();
-
-    if only.is_empty() || only == "broker" {
-        // The floor: produce → read back the same topic, no pipeline in between.
-        let t = Topics::new("bench-broker", parts);
-        create_topics(&bs, &[(&t.events, parts, false)]);
-        let out = TopicReader::start(&bs, &t.events);
-        let a = drive(&bs, &t.events, &out, burst, None, "broker burst");
-        let b = drive(&bs, &t.events, &out, paced, Some(rate), "broker paced");
-        println!(
-            "broker only: {:.0} events/s ({m} in {:.2}s); paced p50 {:.1} ms p99 {:.1} ms",
-            a.events_per_s, a.burst_s, b.p50_ms, b.p99_ms
-        );
-        results.push(("broker only", a, b));
-    }
-
-    for (name, fanout) in [("passthrough", 1usize), ("passthrough x2", 2)] {
-        let key = if fanout == 1 { "passthrough" } else { "fanout" };
-        if !(only.is_empty() || only == key) {
-            continue;
+    let mut runs: Vec<Vec<(Figures, Figures)>> = vec![Vec::new(); pipes.len()];
+    for rep in 0..reps {
+        for j in 0..pipes.len() {
+            let i = (j + rep) % pipes.len();
+            let pipe = pipes[i];
+            if fresh {
+                guard.fresh();
+            }
+            let (a, b) = run_pipe(pipe, &bs, parts, burst, paced, rate);
+            println!(
+                "run {}: {:<14} {:>7.0} events/s ({m} in {:.2}s); paced p50 {:.1} ms p99 {:.1} ms",
+                rep + 1,
+                pipe.name(),
+                a.events_per_s,
+                a.burst_s,
+                b.p50_ms,
+                b.p99_ms
+            );
+            runs[i].push((a, b));
         }
-        let t = Topics::new("bench-pt", parts);
-        let outs: Vec<&str> = [t.decisions.as_str(), t.changelog.as_str()][..fanout].to_vec();
-        let mut specs = vec![(t.events.as_str(), parts, false)];
-        specs.extend(outs.iter().map(|o| (*o, parts, false)));
-        create_topics(&bs, &specs);
-        let out = TopicReader::start(&bs, &t.decisions);
-        let pt = Passthrough::start(&bs, &t.events, &outs, &t.group, parts as usize);
-        let a = drive(&bs, &t.events, &out, burst, None, &format!("{name} burst"));
-        let b = drive(&bs, &t.events, &out, paced, Some(rate), &format!("{name} paced"));
-        let copied = pt.stop();
-        assert_eq!(copied as usize, m + k, "{name} copied {copied}");
-        println!(
-            "{name}: {:.0} events/s ({m} in {:.2}s); paced p50 {:.1} ms p99 {:.1} ms",
-            a.events_per_s, a.burst_s, b.p50_ms, b.p99_ms
-        );
-        results.push((name, a, b));
-    }
-
-    if only.is_empty() || only == "worker" {
-        let t = Topics::new("bench-worker", parts);
-        t.create(&bs);
-        let out = TopicReader::start(&bs, &t.decisions);
-        let mut w = Worker::spawn("bench-worker", &bs, &t, &[]);
-        w.wait_ready(Duration::from_secs(120));
-        let a = drive(&bs, &t.events, &out, burst, None, "stepup burst");
-        let b = drive(&bs, &t.events, &out, paced, Some(rate), "stepup paced");
-        let st = w.terminate(Duration::from_secs(30));
-        assert!(
-            st.is_some_and(|s| s.success()),
-            "worker did not exit 0: {st:?}\n{}",
-            w.log_tail(30)
-        );
-        println!(
-            "stepup run:  {:.0} events/s ({m} in {:.2}s); paced p50 {:.1} ms p99 {:.1} ms",
-            a.events_per_s, a.burst_s, b.p50_ms, b.p99_ms
-        );
-        results.push(("stepup run", a, b));
     }
 
     println!();
     println!(
-        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
-        "pipeline", "events/s", "burst p50", "burst p99", "paced p50", "paced p99", "paced max", "outputs"
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}   (medians of {reps})",
+        "pipeline", "events/s", "min", "max", "burst p50", "paced p50", "paced p99"
     );
-    for (name, a, b) in &results {
+    for (i, pipe) in pipes.iter().enumerate() {
+        let r = &runs[i];
+        let rates: Vec<f64> = r.iter().map(|x| x.0.events_per_s).collect();
         println!(
-            "{:<14} {:>10.0} {:>8.0}ms {:>8.0}ms {:>8.1}ms {:>8.1}ms {:>8.1}ms {:>10}",
-            name,
-            a.events_per_s,
-            a.p50_ms,
-            a.p99_ms,
-            b.p50_ms,
-            b.p99_ms,
-            b.max_ms,
-            a.outputs + b.outputs
+            "{:<14} {:>10.0} {:>10.0} {:>10.0} {:>8.0}ms {:>8.1}ms {:>8.1}ms",
+            pipe.name(),
+            median_by(r, |x| x.0.events_per_s),
+            rates.iter().cloned().fold(f64::INFINITY, f64::min),
+            rates.iter().cloned().fold(0.0, f64::max),
+            median_by(r, |x| x.0.p50_ms),
+            median_by(r, |x| x.1.p50_ms),
+            median_by(r, |x| x.1.p99_ms),
         );
     }
-    let rate_of = |name: &str| results.iter().find(|r| r.0 == name).map(|r| r.1.events_per_s);
-    if let (Some(w), Some(p)) = (rate_of("stepup run"), rate_of("passthrough")) {
-        println!("ratio stepup/passthrough throughput: {:.2} (goal >= 0.80)", w / p);
+    let rate_of = |p: Pipe| {
+        pipes
+            .iter()
+            .position(|x| *x == p)
+            .map(|i| median_by(&runs[i], |x| x.0.events_per_s))
+    };
+    if let (Some(w), Some(p)) = (rate_of(Pipe::Worker), rate_of(Pipe::Passthrough)) {
+        println!("ratio stepup/passthrough throughput (medians): {:.2} (goal >= 0.80)", w / p);
     }
 }
