@@ -392,7 +392,11 @@ fn main() {
     };
     let rate = env_usize("STEPUP_BENCH_RATE", 200) as f64;
     let parts = env_usize("STEPUP_BENCH_PARTITIONS", 4) as i32;
-    let reps = if quick { 1 } else { env_usize("STEPUP_BENCH_REPEAT", 3).max(1) };
+    let reps = if quick {
+        1
+    } else {
+        env_usize("STEPUP_BENCH_REPEAT", 3).max(1)
+    };
     let only = std::env::var("STEPUP_BENCH_ONLY").unwrap_or_default();
     let pipes: Vec<Pipe> = [Pipe::Broker, Pipe::Passthrough, Pipe::Fanout, Pipe::Worker]
         .into_iter()
@@ -457,6 +461,9 @@ fn main() {
             .map(|i| median_by(&runs[i], |x| x.0.events_per_s))
     };
     if let (Some(w), Some(p)) = (rate_of(Pipe::Worker), rate_of(Pipe::Passthrough)) {
-        println!("ratio stepup/passthrough throughput (medians): {:.2} (goal >= 0.80)", w / p);
+        println!(
+            "ratio stepup/passthrough throughput (medians): {:.2} (goal >= 0.80)",
+            w / p
+        );
     }
 }

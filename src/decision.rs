@@ -92,10 +92,26 @@ pub fn decide_in_tier(policy: &Policy, tier_i: usize, ev: &AuthEvent<'_>, a: &As
     }
 }
 
+/// Does any byte need escaping in a JSON string? (No early exit, so the loop
+/// vectorises; identifiers and reasons almost never need it.)
+#[inline]
+fn needs_escape(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(false, |acc, &b| acc | (b < 0x20) | (b == b'"') | (b == b'\\'))
+}
+
 /// Append `s` as a JSON string literal.
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
     let bytes = s.as_bytes();
+    if !needs_escape(bytes) {
+        out.reserve(bytes.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    out.push(b'"');
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: Option<&[u8]> = match b {
@@ -120,6 +136,22 @@ pub fn json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// An unsigned integer in decimal, without the formatter.
+#[inline]
+fn uint(out: &mut Vec<u8>, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
 /// A number rounded to 3 decimals, written without the float formatter.
 fn num(out: &mut Vec<u8>, x: f64) {
     let m = if x.is_finite() { (x * 1000.0).round() } else { 0.0 };
@@ -128,7 +160,7 @@ fn num(out: &mut Vec<u8>, x: f64) {
         out.push(b'-');
     }
     let m = m.unsigned_abs();
-    let _ = write!(out, "{}", m / 1000);
+    uint(out, m / 1000);
     let mut frac = m % 1000;
     if frac != 0 {
         out.push(b'.');
@@ -246,6 +278,10 @@ struct Esc<'a>(&'a mut Vec<u8>);
 
 impl Write for Esc<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !needs_escape(buf) {
+            self.0.extend_from_slice(buf);
+            return Ok(buf.len());
+        }
         for &b in buf {
             match b {
                 b'"' => self.0.extend_from_slice(b"\\\""),
@@ -294,7 +330,7 @@ pub fn encode(out: &mut Vec<u8>, policy: &Policy, ev: &AuthEvent<'_>, en: &Enric
     out.extend_from_slice(b"]},\"tier\":");
     json_str(out, &tier.name);
     out.extend_from_slice(b",\"current_aal\":");
-    let _ = write!(out, "{}", ev.aal);
+    uint(out, u64::from(ev.aal));
     match v.deny {
         Some(d) => {
             out.extend_from_slice(
@@ -305,7 +341,9 @@ pub fn encode(out: &mut Vec<u8>, policy: &Policy, ev: &AuthEvent<'_>, en: &Enric
         }
         None => {
             let aal = v.required_aal.clamp(1, 3);
-            let _ = write!(out, ",\"required_aal\":{aal},\"methods\":[");
+            out.extend_from_slice(b",\"required_aal\":");
+            uint(out, u64::from(aal));
+            out.extend_from_slice(b",\"methods\":[");
             for (i, m) in policy.methods[aal as usize - 1].iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
@@ -314,7 +352,8 @@ pub fn encode(out: &mut Vec<u8>, policy: &Policy, ev: &AuthEvent<'_>, en: &Enric
             }
             out.extend_from_slice(b"],\"acr_values\":");
             json_str(out, &policy.acr[aal as usize - 1]);
-            let _ = write!(out, ",\"max_age\":{}", tier.max_age);
+            out.extend_from_slice(b",\"max_age\":");
+            uint(out, u64::from(tier.max_age));
         }
     }
     if let Some(r) = &ev.resource {
@@ -356,5 +395,24 @@ mod tests {
         json_str(&mut v, "a\"b\\c\n\u{1}é");
         let s = String::from_utf8(v).unwrap();
         assert_eq!(serde_json::from_str::<String>(&s).unwrap(), "a\"b\\c\n\u{1}é");
+        // the no-escape fast path, and each special byte alone at either end
+        for t in ["plain-id_42 é", "\"x", "x\"", "\\", "\u{1f}", "x\u{0}", ""] {
+            let mut v = Vec::new();
+            json_str(&mut v, t);
+            assert_eq!(serde_json::from_slice::<String>(&v).unwrap(), t, "{t:?}");
+        }
+        let mut v = Vec::new();
+        let _ = std::io::Write::write_all(&mut super::Esc(&mut v), "ok \"q\" \\ \t".as_bytes());
+        let quoted = format!("\"{}\"", String::from_utf8(v).unwrap());
+        assert_eq!(serde_json::from_str::<String>(&quoted).unwrap(), "ok \"q\" \\ \t");
+    }
+
+    #[test]
+    fn integers_without_the_formatter() {
+        for n in [0u64, 7, 10, 99, 100, 86_400, u64::MAX] {
+            let mut v = Vec::new();
+            super::uint(&mut v, n);
+            assert_eq!(String::from_utf8(v).unwrap(), n.to_string());
+        }
     }
 }

@@ -228,7 +228,15 @@ pub fn decode(bytes: &[u8], limit: usize) -> Result<AuthEvent<'_>, DecodeError> 
             limit,
         });
     }
-    let raw: Raw<'_> = serde_json::from_slice(bytes).map_err(|e| DecodeError::Json(e.to_string()))?;
+    // one UTF-8 check of the whole record (std's ASCII fast path) lets the parser
+    // skip its check of every string
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        DecodeError::Json(format!(
+            "invalid UTF-8 at byte {} (records must be UTF-8 JSON)",
+            e.valid_up_to()
+        ))
+    })?;
+    let raw: Raw<'_> = serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
     let event_id = id(cow(raw.event_id), "event_id")?;
     let user_id = id(cow(raw.user_id), "user_id")?;
     let time = cow(raw.time).ok_or(DecodeError::Missing("time"))?;
