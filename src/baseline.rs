@@ -126,6 +126,32 @@ impl UserBaseline {
         }
     }
 
+    /// Ask the CPU to start loading this baseline (its own lines and the first
+    /// line of each feature list) while other work goes on: with thousands of
+    /// users, a baseline is rarely in cache, and scoring it is otherwise a chain
+    /// of dependent misses. A hint only; no effect on results.
+    #[inline]
+    pub fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let base = self as *const Self as *const i8;
+            let mut off = 0;
+            while off < std::mem::size_of::<Self>() {
+                // SAFETY: prefetch never faults and reads nothing; the address is
+                // inside `self`.
+                unsafe { _mm_prefetch(base.wrapping_add(off), _MM_HINT_T0) };
+                off += 64;
+            }
+            for f in &self.features {
+                if !f.is_empty() {
+                    // SAFETY: as above; the pointer is the list's live buffer.
+                    unsafe { _mm_prefetch(f.as_ptr() as *const i8, _MM_HINT_T0) };
+                }
+            }
+        }
+    }
+
     /// Has the record at `position` already been applied to this baseline?
     pub fn has_applied(&self, position: Option<u64>) -> bool {
         position.is_some_and(|p| p < self.applied)

@@ -136,10 +136,14 @@ impl Pipeline {
         out.reset();
         let settings = &*self.shared.settings;
         let ev = decode(bytes, settings.limits.max_event_bytes)?;
+        let uk = crate::baseline::UserKey::of(&ev.user_id);
+        // start the (likely cold) baseline loading while enrichment runs
+        if let Some(b) = self.state.get_key(uk) {
+            b.prefetch();
+        }
         let en = self
             .enricher
             .enrich(ev.ip, ev.user_agent.as_deref(), ev.device_id.as_deref());
-        let uk = crate::baseline::UserKey::of(&ev.user_id);
         let contractor = self.registry.get(&ev.user_id);
         let a = assess(
             &settings.model,
