@@ -410,7 +410,7 @@ pub fn hour_of_week(time_ms: i64, tz: chrono_tz::Tz) -> Option<u8> {
 /// Inputs to one assessment.
 pub struct Inputs<'a, 'e> {
     pub event: &'a AuthEvent<'e>,
-    pub enriched: &'a Enriched,
+    pub enriched: &'a Enriched<'a>,
     pub baseline: Option<&'a UserBaseline>,
     pub global: &'a GlobalStats,
     pub contractor: Option<&'a Contractor>,
