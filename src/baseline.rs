@@ -126,10 +126,10 @@ impl UserBaseline {
         }
     }
 
-    /// Ask the CPU to start loading this baseline (its own lines and the first
-    /// line of each feature list) while other work goes on: with thousands of
-    /// users, a baseline is rarely in cache, and scoring it is otherwise a chain
-    /// of dependent misses. A hint only; no effect on results.
+    /// Ask the CPU to start loading this baseline's own lines while other work
+    /// goes on: with thousands of users a baseline is rarely in cache, and scoring
+    /// it is otherwise a chain of dependent misses. A hint only (no load, so no
+    /// stall here); no effect on results. See also [`Self::prefetch_lists`].
     #[inline]
     pub fn prefetch(&self) {
         #[cfg(target_arch = "x86_64")]
@@ -143,9 +143,20 @@ impl UserBaseline {
                 unsafe { _mm_prefetch(base.wrapping_add(off), _MM_HINT_T0) };
                 off += 64;
             }
+        }
+    }
+
+    /// The same for the first line of each feature list. Reads the list headers,
+    /// so call it once [`Self::prefetch`] had time to bring them in.
+    #[inline]
+    pub fn prefetch_lists(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
             for f in &self.features {
                 if !f.is_empty() {
-                    // SAFETY: as above; the pointer is the list's live buffer.
+                    // SAFETY: prefetch never faults and reads nothing; the pointer
+                    // is the list's live buffer.
                     unsafe { _mm_prefetch(f.as_ptr() as *const i8, _MM_HINT_T0) };
                 }
             }

@@ -144,13 +144,17 @@ impl Pipeline {
         let en = self
             .enricher
             .enrich(ev.ip, ev.user_agent.as_deref(), ev.device_id.as_deref());
+        let baseline = self.state.get_key(uk);
+        if let Some(b) = baseline {
+            b.prefetch_lists();
+        }
         let contractor = self.registry.get(&ev.user_id);
         let a = assess(
             &settings.model,
             &Inputs {
                 event: &ev,
                 enriched: &en,
-                baseline: self.state.get_key(uk),
+                baseline,
                 global: &self.state.global,
                 contractor,
             },
