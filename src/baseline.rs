@@ -382,6 +382,34 @@ impl StateStore {
         }
     }
 
+    /// Drop the users that no longer carry anything the model reads, as of stream
+    /// time `now_min`, pushing their ids to `removed` (the worker writes a
+    /// changelog tombstone for each): users that never had a trusted login and
+    /// whose last failure is more than `idle_fail_min` old (failed logins against
+    /// made-up names would otherwise grow the state without bound), and users
+    /// unseen for longer than the retention horizon (every value they had has
+    /// aged out). Returns how many were dropped.
+    pub fn expire_idle(&mut self, now_min: u32, idle_fail_min: u32, removed: &mut Vec<String>) -> usize {
+        let fail_cutoff = now_min.saturating_sub(idle_fail_min);
+        let horizon_cutoff = now_min.saturating_sub(self.retention.horizon_min);
+        let before = removed.len();
+        let g = &mut self.global;
+        self.users.retain(|_, s| {
+            let b = &s.b;
+            let idle = (b.logins == 0 && b.last_seen < fail_cutoff) || b.last_seen < horizon_cutoff;
+            if idle {
+                g.sub_user(b);
+                removed.push(s.id.to_string());
+            }
+            !idle
+        });
+        let n = removed.len() - before;
+        if n > 0 && self.users.capacity() > 4 * self.users.len().max(1024) {
+            self.users.shrink_to_fit();
+        }
+        n
+    }
+
     /// Drop everything (partition revoked).
     pub fn clear(&mut self) {
         self.users.clear();

@@ -37,6 +37,14 @@ pub enum ConfigError {
 pub struct Limits {
     /// Largest input record accepted, bytes.
     pub max_event_bytes: usize,
+    /// How far past the wall clock an event's time may be (seconds); later ones
+    /// are rejected as bad input.
+    #[serde(default = "default_future_skew")]
+    pub max_future_skew_s: u64,
+}
+
+fn default_future_skew() -> u64 {
+    3600
 }
 
 /// `[topics]`

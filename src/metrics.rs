@@ -46,6 +46,7 @@ pub struct Metrics {
     pub restore_errors: IntCounter,
     pub state_reused: IntCounter,
     pub baselines: IntGauge,
+    pub baselines_expired: IntCounter,
     pub in_flight: IntGauge,
     pub producer_errors: IntCounterVec,
     pub registry_updates: IntCounterVec,
@@ -175,6 +176,10 @@ impl Metrics {
                 "stepup_baselines",
                 "User baselines held in memory, all assigned partitions."
             )),
+            baselines_expired: reg!(counter(
+                "stepup_baselines_expired_total",
+                "Baselines dropped as idle (failure-only users past the failed-login window, users unseen past the horizon); each gets a changelog tombstone."
+            )),
             in_flight: reg!(gauge(
                 "stepup_in_flight_records",
                 "Input records dispatched whose outputs are not all acknowledged yet."
@@ -260,6 +265,8 @@ pub struct BatchTally {
     pub triggers: [u64; 3],
     pub signals: [u64; Signal::ALL.len()],
     pub changelog: u64,
+    /// Baselines dropped as idle (see `Pipeline::expire_idle`).
+    pub expired: u64,
 }
 
 impl BatchTally {
@@ -306,6 +313,9 @@ impl InternalEvent for BatchProcessed<'_> {
         }
         if t.changelog > 0 {
             m.changelog_writes.inc_by(t.changelog);
+        }
+        if t.expired > 0 {
+            m.baselines_expired.inc_by(t.expired);
         }
     }
 }

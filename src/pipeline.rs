@@ -20,12 +20,17 @@ use crate::policy::Level;
 pub enum PipelineError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
+    /// The event claims a time too far past the clock: scoring it would age a
+    /// baseline out (and move stream time) on the word of one record.
+    #[error("time is {ahead_s} s ahead of the clock (limits.max_future_skew_s = {limit_s})")]
+    TimeInFuture { ahead_s: i64, limit_s: u64 },
 }
 
 impl PipelineError {
     pub fn code(&self) -> &'static str {
         match self {
             PipelineError::Decode(e) => e.code(),
+            PipelineError::TimeInFuture { .. } => "time_in_future",
         }
     }
 }
@@ -86,7 +91,16 @@ pub struct Pipeline {
     registry: Registry,
     /// resource → tier, so glob matching runs once per distinct resource (bounded).
     tiers: crate::hash::FastMap<Box<str>, usize>,
+    /// Wall clock (ms) as last told by the edge; `None`: no future check.
+    clock_ms: Option<i64>,
+    /// Stream time: the latest event time scored (minutes).
+    watermark_min: u32,
+    /// Stream time of the last idle-user sweep (minutes).
+    swept_min: u32,
 }
+
+/// Stream minutes between two idle-user sweeps (a sweep walks every user).
+const SWEEP_EVERY_MIN: u32 = 10;
 
 const TIER_CACHE: usize = 10_000;
 
@@ -119,8 +133,37 @@ impl Pipeline {
             state: StateStore::new(retention),
             registry: Registry::default(),
             tiers: Default::default(),
+            clock_ms: None,
+            watermark_min: 0,
+            swept_min: 0,
             shared,
         }
+    }
+
+    /// Tell the pipeline the wall clock (the edge calls this per batch): events
+    /// more than `limits.max_future_skew_s` ahead of it are rejected. Without a
+    /// clock (simulations, tests) no event is too far ahead.
+    pub fn set_clock(&mut self, now_ms: i64) {
+        self.clock_ms = Some(now_ms);
+    }
+
+    /// Stream time: the latest event time scored, minutes since the epoch.
+    pub fn watermark_min(&self) -> u32 {
+        self.watermark_min
+    }
+
+    /// Every [`SWEEP_EVERY_MIN`] minutes of stream time, drop the users whose
+    /// state no longer matters (see [`StateStore::expire_idle`]); a failure-only
+    /// user is kept for twice the failed-login window, so a late record still
+    /// sees the failures it would have. Their ids go to `removed` (the worker
+    /// writes tombstones). Cheap when not due: call it after every batch.
+    pub fn expire_idle(&mut self, removed: &mut Vec<String>) -> usize {
+        if self.watermark_min < self.swept_min.saturating_add(SWEEP_EVERY_MIN) {
+            return 0;
+        }
+        self.swept_min = self.watermark_min;
+        let idle_fail = self.shared.settings.model.failed_window_min.saturating_mul(2);
+        self.state.expire_idle(self.watermark_min, idle_fail, removed)
     }
 
     /// Process one record. On error nothing changed (the baseline is untouched).
@@ -136,6 +179,16 @@ impl Pipeline {
         out.reset();
         let settings = &*self.shared.settings;
         let ev = decode(bytes, settings.limits.max_event_bytes)?;
+        if let Some(clock) = self.clock_ms {
+            let ahead_ms = ev.time_ms.saturating_sub(clock);
+            let limit_s = settings.limits.max_future_skew_s;
+            if ahead_ms > (limit_s as i64).saturating_mul(1000) {
+                return Err(PipelineError::TimeInFuture {
+                    ahead_s: ahead_ms / 1000,
+                    limit_s,
+                });
+            }
+        }
         let uk = crate::baseline::UserKey::of(&ev.user_id);
         // start the (likely cold) baseline loading while enrichment runs
         if let Some(b) = self.state.get_key(uk) {
@@ -185,6 +238,7 @@ impl Pipeline {
             self.state.mark_applied(uk, pos);
         }
 
+        self.watermark_min = self.watermark_min.max(crate::baseline::minutes(ev.time_ms));
         out.event_id.push_str(&ev.event_id);
         out.user_id.push_str(&ev.user_id);
         out.time_ms = ev.time_ms;

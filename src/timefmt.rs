@@ -3,6 +3,13 @@
 
 use chrono::DateTime;
 
+/// The wall clock, epoch milliseconds (for the edges: the hot path never reads it).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 /// Parse an RFC 3339 timestamp to epoch milliseconds. The common UTC shape
 /// (`YYYY-MM-DDTHH:MM:SS[.fff...]Z`) takes a fast path; anything else goes to chrono.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {

@@ -155,3 +155,42 @@ fn fatal_problems_exit_non_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn events_stamped_far_past_the_wall_clock_are_rejected() {
+    let (_d, city) = fixture();
+    let line = |id: &str, time: &str| {
+        format!(
+            r#"{{"event_id":"{id}","time":"{time}","type":"login","user_id":"u1","outcome":"success","ip":"81.0.0.10","aal":2}}"#
+        )
+    };
+    let input = [
+        line("past", "2026-03-02T08:00:00Z"),
+        line("future", "2099-01-01T00:00:00Z"),
+        line("after", "2026-03-02T09:00:00Z"),
+    ]
+    .join("\n");
+    let mut child = bin()
+        .args(["score", "--geoip", &city])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let ids: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["past", "after"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let err: Value = stderr
+        .lines()
+        .find(|l| l.starts_with("{\"error\"") || l.starts_with("{\"line\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("an error record");
+    assert_eq!(err["line"], 2);
+    assert!(err["error"].as_str().unwrap().contains("ahead of the clock"), "{err}");
+}

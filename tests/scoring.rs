@@ -417,3 +417,98 @@ fn replayed_positions_are_not_learned_twice() {
     r.process(&events[0], &mut out).unwrap();
     assert!(out.baseline_changed);
 }
+
+#[test]
+fn password_spray_state_is_swept_and_scores_do_not_change() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let held_before = p.state().len();
+    let ip = ip_in("Lisbon", NetKind::Residential, 0, 12);
+    let spray = ip_in("Tokyo", NetKind::Residential, 0, 9);
+    let mut out = Output::default();
+    let mut removed = Vec::new();
+    // 500 made-up names, one failure each, over 50 minutes of day 42
+    for i in 0..500u32 {
+        let e = Ev::login(&format!("ghost-{i}"), &t(42, 10, i / 10), &spray).failed();
+        p.process(&e.bytes(), &mut out).unwrap();
+        p.expire_idle(&mut removed);
+    }
+    let held = p.state().len();
+    assert!(held > 100, "the spray's recent failures are still held: {held}");
+    // a real user's burst within the window is still seen
+    for i in 0..5 {
+        score(&mut p, &Ev::login("u1", &t(42, 10, 50 + i), &ip).failed());
+    }
+    // an hour later (> 2 x failed_window_min = 30 min) the ghosts are gone, the
+    // contractor's baseline and its failure ring stay
+    // (sweeps during the spray already dropped the ghosts older than 30 minutes)
+    let before = p.state().get("u1").unwrap().clone();
+    let d = score(&mut p, &Ev::login("u2", &t(42, 12, 0), &ip));
+    assert!(d["decision"].is_string());
+    p.expire_idle(&mut removed);
+    assert!(removed.iter().all(|u| u.starts_with("ghost-")), "{removed:?}");
+    let mut ghosts: Vec<&String> = removed.iter().collect();
+    ghosts.sort();
+    ghosts.dedup();
+    assert_eq!(ghosts.len(), 500, "every ghost expires, once");
+    assert_eq!(removed.len(), 500, "no ghost is reported twice");
+    assert_eq!(p.state().get("u1"), Some(&before), "a trusted user is never swept");
+    assert!(p.state().get("ghost-0").is_none());
+    // (u2's unverified first login teaches nothing, so it holds no state)
+    assert_eq!(p.state().len(), held_before, "everyone but the ghosts remains");
+    // a swept ghost scores exactly like a user never seen
+    let e = Ev::login("ghost-7", &t(42, 13, 0), &spray);
+    let mut fresh = pipeline();
+    routine(&mut fresh, "u1", 20);
+    let a = score(&mut p, &e);
+    let b = score(&mut fresh, &e);
+    assert_eq!(a["risk"], b["risk"], "swept state scores as no state");
+}
+
+#[test]
+fn users_unseen_past_the_horizon_are_swept() {
+    let mut p = pipeline();
+    routine(&mut p, "old", 10);
+    routine(&mut p, "active", 10);
+    let ip = ip_in("Lisbon", NetKind::Residential, 0, 12);
+    let mut removed = Vec::new();
+    // 200 days later only "active" has been seen recently
+    score(&mut p, &Ev::login("active", &t(214, 10, 0), &ip).aal2());
+    p.expire_idle(&mut removed);
+    // the population users of `pipeline()` were last seen in the first week too
+    assert!(removed.contains(&"old".to_string()), "{removed:?}");
+    assert!(removed.iter().all(|u| u == "old" || u.starts_with("pop-")), "{removed:?}");
+    assert!(p.state().get("old").is_none());
+    assert_eq!(p.state().len(), 1, "only the active user is held");
+    assert!(p.state().get("active").is_some());
+    assert_eq!(p.state().global.users, 1, "population stats follow the sweep");
+}
+
+#[test]
+fn events_far_ahead_of_the_clock_are_rejected_and_teach_nothing() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 10);
+    let before = state_file::encode(p.state());
+    let ip = ip_in("Lisbon", NetKind::Residential, 0, 12);
+    // the clock says day 20, 12:00
+    let clock = stepup::timefmt::parse_rfc3339_ms(&t(20, 12, 0)).unwrap();
+    p.set_clock(clock);
+    let mut out = Output::default();
+    let far = Ev::login("u1", "2099-01-01T00:00:00Z", &ip).aal2().bytes();
+    let err = p.process(&far, &mut out).expect_err("far-future time");
+    assert_eq!(err.code(), "time_in_future");
+    assert!(err.to_string().contains("max_future_skew_s"), "{err}");
+    assert_eq!(state_file::encode(p.state()), before, "nothing learned, nothing aged out");
+    assert!(
+        p.watermark_min() < stepup::baseline::minutes(clock),
+        "stream time did not jump to the rejected event's"
+    );
+    // within the allowed skew (1 h by default): accepted
+    let near = Ev::login("u1", &t(20, 12, 59), &ip).bytes();
+    p.process(&near, &mut out).expect("59 minutes ahead is within the skew");
+    let later = Ev::login("u1", &t(20, 13, 1), &ip).bytes();
+    assert_eq!(p.process(&later, &mut out).unwrap_err().code(), "time_in_future");
+    // without a clock (simulations) nothing is too far ahead
+    let mut q = pipeline();
+    q.process(&far, &mut out).expect("no clock, no check");
+}

@@ -634,6 +634,12 @@ fn poison_records_go_to_the_dlq_and_the_partition_keeps_flowing() {
             Some("k5"),
             vec![b'x'; stepup::worker::sinks::DLQ_MAX_PAYLOAD + 40_000],
         ),
+        // well-formed, but stamped in 2100: past the wall clock's allowed skew
+        (
+            "time_in_future",
+            Some("pu"),
+            login("future", "pu", 4_102_444_800_000, 0, 10, "d", 2).into_bytes(),
+        ),
     ];
     let p = producer(&mock);
     let mut good = 0;
@@ -696,6 +702,66 @@ fn poison_records_go_to_the_dlq_and_the_partition_keeps_flowing() {
         .metrics()
         .render()
         .contains("stepup_dlq_records_total{code=\"too_large\"} 2"));
+    assert_eq!(h.shutdown(), WorkerExit::Clean);
+}
+
+/// A password spray against made-up names leaves no state behind: once stream time
+/// is past twice the failed-login window, the ghosts are dropped and tombstoned in
+/// the changelog (so a restore does not bring them back); contractors stay.
+#[test]
+fn idle_users_are_swept_with_changelog_tombstones() {
+    init_logs();
+    let mock = MockKafka::start(1).unwrap();
+    let s = settings(&mock, 1, |s| s.worker.changelog_flush_ms = 100);
+    let h = start(&s, "sw");
+    wait_ready(&h);
+    let p = producer(&mock);
+    send(
+        &p,
+        &s.topics.events,
+        Some("real"),
+        Some(login("r0", "real", T0_MS, 0, 10, "d", 2).as_bytes()),
+    );
+    let ghosts = 20;
+    for i in 0..ghosts {
+        let user = format!("ghost-{i}");
+        let ev = login(&format!("s{i}"), &user, T0_MS + i as i64 * 1000, 3, 20, "x", 1)
+            .replace(r#""outcome":"success""#, r#""outcome":"failure""#);
+        send(&p, &s.topics.events, Some(&user), Some(ev.as_bytes()));
+    }
+    p.flush(Duration::from_secs(10)).unwrap();
+    // the ghosts' failures are state for now (a burst against one of them counts)
+    let decisions = read_all(&mock, &s.topics.decisions, 1, ghosts + 1, Duration::from_secs(15));
+    assert_eq!(decisions.len(), ghosts + 1);
+    wait_for("the ghosts held", Duration::from_secs(5), || {
+        h.metrics().baselines.get() == ghosts as i64 + 1
+    });
+    assert_eq!(h.metrics().baselines_expired.get(), 0);
+    // two hours later the contractor logs in again
+    send(
+        &p,
+        &s.topics.events,
+        Some("real"),
+        Some(login("r1", "real", T0_MS + 7_200_000, 0, 10, "d", 2).as_bytes()),
+    );
+    p.flush(Duration::from_secs(10)).unwrap();
+    wait_for("the sweep", Duration::from_secs(15), || {
+        h.metrics().baselines_expired.get() == ghosts as u64
+    });
+    assert_eq!(h.metrics().baselines.get(), 1, "only the contractor is held");
+    // the last changelog record of every ghost is a tombstone; the contractor's is not
+    let mut last: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
+    wait_for("tombstones", Duration::from_secs(15), || {
+        last.clear();
+        for r in read_all(&mock, &s.topics.changelog, 1, 1, Duration::from_secs(5)) {
+            last.insert(r.key.unwrap_or_default(), r.value);
+        }
+        last.iter().filter(|(_, v)| v.is_none()).count() == ghosts
+    });
+    for (k, v) in &last {
+        let k = String::from_utf8_lossy(k);
+        assert_eq!(v.is_none(), k.starts_with("ghost-"), "{k}");
+    }
     assert_eq!(h.shutdown(), WorkerExit::Clean);
 }
 

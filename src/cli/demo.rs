@@ -205,13 +205,17 @@ pub fn run(a: &DemoArgs) -> anyhow::Result<ExitCode> {
     // traffic
     let sampler =
         GeoSampler::open(&geo.gen_city, geo.gen_asn.as_deref()).context("loading the generator's geo data")?;
-    let cfg = GenConfig {
+    let mut cfg = GenConfig {
         users: a.users,
         days: a.days,
         seed: a.seed,
         attack_rate: 0.03,
         ..GenConfig::default()
     };
+    // the simulated days must lie in the past: the worker rejects events stamped
+    // past the wall clock (limits.max_future_skew_s)
+    let latest_start = chrono::Utc::now().date_naive() - chrono::Days::new(u64::from(a.days) + 1);
+    cfg.start = cfg.start.min(latest_start);
     let warmup_days = a.warmup_days.unwrap_or(a.days / 2).min(a.days);
     let start_ms = cfg
         .start

@@ -131,7 +131,13 @@ pub fn score_stream(p: &mut Pipeline, mut input: impl BufRead, mut output: impl 
     let mut st = StreamStats::default();
     let mut n = 0u64;
     let stderr = std::io::stderr();
+    let mut expired = Vec::new();
     loop {
+        if n % 4096 == 0 {
+            p.set_clock(crate::timefmt::now_ms());
+            expired.clear();
+            p.expire_idle(&mut expired);
+        }
         line.clear();
         if input.read_until(b'\n', &mut line).context("reading input")? == 0 {
             break;

@@ -219,12 +219,7 @@ impl Tracker {
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::timefmt::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -162,6 +162,7 @@ impl PartitionTask {
         let mut bl = Vec::with_capacity(4096);
         let mut entries: Vec<Arc<AckEntry>> = Vec::with_capacity(512);
         let mut dirty = Dirty::default();
+        let mut expired: Vec<String> = Vec::new();
         let hot = self.metrics.hot_path_latency.local();
         loop {
             // wait for records, or until pending baseline changes are due
@@ -182,6 +183,7 @@ impl PartitionTask {
                 break;
             }
             drain_updates(&updates, &mut pipeline);
+            pipeline.set_clock(crate::timefmt::now_ms());
             let _b = tracing::debug_span!("batch", records = batch.len()).entered();
             let mut tally = BatchTally::default();
             let mut done = 0usize;
@@ -228,6 +230,15 @@ impl PartitionTask {
                     self.send_failed(&e);
                 }
                 entries.push(entry);
+            }
+            // users whose state no longer matters: dropped, and a tombstone for
+            // each goes out with the batch's other changelog writes
+            if let Some(last) = entries.last() {
+                expired.clear();
+                tally.expired = pipeline.expire_idle(&mut expired) as u64;
+                for user in &expired {
+                    dirty.mark(user, last);
+                }
             }
             self.tracker.push(entries.iter().cloned());
             let mut settled = false;
