@@ -477,7 +477,10 @@ fn users_unseen_past_the_horizon_are_swept() {
     p.expire_idle(&mut removed);
     // the population users of `pipeline()` were last seen in the first week too
     assert!(removed.contains(&"old".to_string()), "{removed:?}");
-    assert!(removed.iter().all(|u| u == "old" || u.starts_with("pop-")), "{removed:?}");
+    assert!(
+        removed.iter().all(|u| u == "old" || u.starts_with("pop-")),
+        "{removed:?}"
+    );
     assert!(p.state().get("old").is_none());
     assert_eq!(p.state().len(), 1, "only the active user is held");
     assert!(p.state().get("active").is_some());
@@ -498,7 +501,11 @@ fn events_far_ahead_of_the_clock_are_rejected_and_teach_nothing() {
     let err = p.process(&far, &mut out).expect_err("far-future time");
     assert_eq!(err.code(), "time_in_future");
     assert!(err.to_string().contains("max_future_skew_s"), "{err}");
-    assert_eq!(state_file::encode(p.state()), before, "nothing learned, nothing aged out");
+    assert_eq!(
+        state_file::encode(p.state()),
+        before,
+        "nothing learned, nothing aged out"
+    );
     assert!(
         p.watermark_min() < stepup::baseline::minutes(clock),
         "stream time did not jump to the rejected event's"
