@@ -120,16 +120,20 @@ impl Rules {
     }
 }
 
-/// The step-up an honest user completes: the same login at AAL2 with an OTP, 20 s later.
-fn completion(line: &[u8]) -> Option<Vec<u8>> {
+/// The step-up an honest user completes: the same login 20 s later at the AAL asked for
+/// (password + OTP for AAL2, + a security key for AAL3).
+fn completion(line: &[u8], aal: u8) -> Option<Vec<u8>> {
     let mut v: serde_json::Value = serde_json::from_slice(line).ok()?;
     let o = v.as_object_mut()?;
     let id = format!("{}-mfa", o.get("event_id")?.as_str()?);
     let t = crate::timefmt::parse_rfc3339_ms(o.get("time")?.as_str()?)? + 20_000;
     o.insert("event_id".into(), id.into());
     o.insert("time".into(), crate::timefmt::rfc3339_ms(t).into());
-    o.insert("aal".into(), 2.into());
-    o.insert("methods".into(), serde_json::json!(["pwd", "otp"]));
+    // at the level asked for: OTP for AAL2, a security key for AAL3
+    let aal = aal.clamp(2, 3);
+    o.insert("aal".into(), aal.into());
+    let second = if aal >= 3 { "webauthn" } else { "otp" };
+    o.insert("methods".into(), serde_json::json!(["pwd", second]));
     serde_json::to_vec(&v).ok()
 }
 
@@ -174,12 +178,13 @@ pub fn evaluate(
         }
         let label = labels.get(&out.event_id);
         // The closed loop: an honest contractor asked to step up completes it (a
-        // fresh AAL2 login from the same place and device, which teaches the
-        // baseline); an attacker fails it. The completion is not counted.
+        // fresh login from the same place and device at the AAL asked for, which
+        // teaches the baseline); an attacker fails it. The completion is not counted.
         let honest = label.is_some_and(|l| l == "legit");
         let challenged = out.kind == Some(DecisionKind::StepUp);
         if honest && challenged && out.is_login && out.success {
-            if let Some(done) = completion(&line) {
+            let aal = out.verdict.as_ref().map_or(2, |v| v.required_aal);
+            if let Some(done) = completion(&line, aal) {
                 let _ = p.process(&done, &mut scratch);
             }
         }

@@ -184,7 +184,7 @@ fn de_methods<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Methods, D::Erro
         }
         fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Methods, A::Error> {
             let mut m = 0u16;
-            while let Some(s) = seq.next_element::<Cow<'de, str>>()? {
+            while let Some(BStr(s)) = seq.next_element::<BStr<'de>>()? {
                 m |= Methods::bit(&s);
             }
             Ok(Methods(m))

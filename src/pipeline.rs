@@ -220,7 +220,10 @@ impl Pipeline {
         let replay = self.state.get_key(uk).is_some_and(|b| b.has_applied(position));
         if replay {
             // already in the baseline: nothing to learn again
-        } else if teaches(&settings.model, &ev, &a) {
+        } else if verdict.kind == DecisionKind::Allow && teaches(&settings.model, &ev, &a) {
+            // Only a login the policy let through teaches: one it asked to step up
+            // (an AAL2 session where the risk needs AAL3) or denied proves nothing
+            // yet; the completed step-up is a fresh event that does.
             let obs = Observation {
                 keys: observation_keys(&en),
                 time_ms: ev.time_ms,
@@ -238,7 +241,10 @@ impl Pipeline {
             self.state.mark_applied(uk, pos);
         }
 
-        self.watermark_min = self.watermark_min.max(crate::baseline::minutes(ev.time_ms));
+        // stream time never runs ahead of the wall clock: an event within the
+        // allowed skew must not make the idle sweep drop users early
+        let t = self.clock_ms.map_or(ev.time_ms, |c| ev.time_ms.min(c));
+        self.watermark_min = self.watermark_min.max(crate::baseline::minutes(t));
         out.event_id.push_str(&ev.event_id);
         out.user_id.push_str(&ev.user_id);
         out.time_ms = ev.time_ms;

@@ -194,3 +194,45 @@ fn events_stamped_far_past_the_wall_clock_are_rejected() {
     assert_eq!(err["line"], 2);
     assert!(err["error"].as_str().unwrap().contains("ahead of the clock"), "{err}");
 }
+
+#[test]
+fn an_over_long_line_is_rejected_and_the_next_one_scores() {
+    let (_d, city) = fixture();
+    let ok = |id: &str| {
+        format!(
+            r#"{{"event_id":"{id}","time":"2026-03-02T08:00:00Z","type":"login","user_id":"u1","outcome":"success","ip":"81.0.0.10","aal":2}}"#
+        )
+    };
+    // 1 MiB on one line, far over limits.max_event_bytes (64 KiB)
+    let huge = format!(r#"{{"event_id":"big","pad":"{}"}}"#, "x".repeat(1 << 20));
+    let input = [ok("a"), huge.clone(), ok("b")].join("\n");
+    let mut child = bin()
+        .args(["score", "--geoip", &city])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    let ids: Vec<String> = json_lines(&out.stdout)
+        .iter()
+        .map(|d| d["event_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["a", "b"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let err: Value = stderr
+        .lines()
+        .find(|l| l.starts_with("{\"error\"") || l.starts_with("{\"line\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("an error record");
+    assert_eq!(err["line"], 2);
+    let msg = err["error"].as_str().unwrap();
+    assert!(
+        msg.contains(&format!("{} bytes", huge.len() + 1)) && msg.contains("65536"),
+        "{msg}"
+    );
+}

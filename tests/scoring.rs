@@ -8,7 +8,7 @@ use common::*;
 use serde_json::json;
 use stepup::baseline::file as state_file;
 use stepup::contractors::Contractor;
-use stepup::geo_fixture::NetKind;
+use stepup::geo_fixture::{self, NetKind};
 use stepup::pipeline::Output;
 
 fn has(d: &serde_json::Value, s: &str) -> bool {
@@ -193,6 +193,52 @@ fn learning_gate_unverified_logins_never_teach() {
     assert!(
         !has(&d, "new_country"),
         "after a verified login the place is known: {d}"
+    );
+}
+
+/// A login the policy asks to step up teaches nothing, even at AAL2: a stolen
+/// password + OTP from a VPS abroad on a new device (high risk: the low tier wants
+/// AAL3) must not make that place and device familiar enough to pass at AAL2 next
+/// time. The completed AAL3 step-up does teach.
+#[test]
+fn learning_gate_a_login_asked_to_step_up_teaches_nothing() {
+    let mut p = pipeline();
+    routine(&mut p, "u1", 20);
+    let cities = geo_fixture::cities();
+    let city = geo_fixture::networks()
+        .iter()
+        .filter(|n| n.kind == NetKind::Hosting)
+        .map(|n| cities[n.city].name)
+        .find(|c| *c != "Lisbon" && *c != "Porto")
+        .expect("a hosting network abroad");
+    let egress = ip_in(city, NetKind::Hosting, 0, 9);
+    let attacker = |day: u32| {
+        Ev::login("u1", &t(day, 3, 0), &egress)
+            .set("device_id", json!("attacker-box"))
+            .set("user_agent", json!(FIREFOX_LINUX))
+            .aal2()
+    };
+    let first = score(&mut p, &attacker(42));
+    assert_eq!(first["risk"]["level"], "high", "{first}");
+    assert_eq!(first["decision"], "step_up", "{first}");
+    assert_eq!(first["required_aal"], 3, "{first}");
+    for day in 43..48 {
+        let d = score(&mut p, &attacker(day));
+        assert_eq!(
+            d["decision"], "step_up",
+            "retry on day {day} is still asked for AAL3: {d}"
+        );
+        assert!(has(&d, "new_country") && has(&d, "new_device"), "{d}");
+    }
+    // the AAL3 completion (security key) is allowed and teaches
+    let done = attacker(48)
+        .set("aal", json!(3))
+        .set("methods", json!(["pwd", "webauthn"]));
+    assert_eq!(score(&mut p, &done)["decision"], "allow");
+    let d = score(&mut p, &attacker(49));
+    assert!(
+        !has(&d, "new_country") && !has(&d, "new_device"),
+        "learned after AAL3: {d}"
     );
 }
 
@@ -513,6 +559,11 @@ fn events_far_ahead_of_the_clock_are_rejected_and_teach_nothing() {
     // within the allowed skew (1 h by default): accepted
     let near = Ev::login("u1", &t(20, 12, 59), &ip).bytes();
     p.process(&near, &mut out).expect("59 minutes ahead is within the skew");
+    assert_eq!(
+        p.watermark_min(),
+        stepup::baseline::minutes(clock),
+        "stream time stops at the clock: an early stamp cannot make the sweep drop users early"
+    );
     let later = Ev::login("u1", &t(20, 13, 1), &ip).bytes();
     assert_eq!(p.process(&later, &mut out).unwrap_err().code(), "time_in_future");
     // without a clock (simulations) nothing is too far ahead

@@ -13,6 +13,7 @@ use crate::baseline::file as state_file;
 use crate::config::Settings;
 use crate::decision::DecisionKind;
 use crate::enrich::GeoDatabases;
+use crate::event::DecodeError;
 use crate::pipeline::{Output, Pipeline, Shared};
 
 #[derive(clap::Args, Debug)]
@@ -132,14 +133,15 @@ pub fn score_stream(p: &mut Pipeline, mut input: impl BufRead, mut output: impl 
     let mut n = 0u64;
     let stderr = std::io::stderr();
     let mut expired = Vec::new();
+    let limit = p.shared().settings.limits.max_event_bytes;
     loop {
         if n % 4096 == 0 {
             p.set_clock(crate::timefmt::now_ms());
             expired.clear();
             p.expire_idle(&mut expired);
         }
-        line.clear();
-        if input.read_until(b'\n', &mut line).context("reading input")? == 0 {
+        let (read, kept) = read_line_capped(&mut input, &mut line, limit).context("reading input")?;
+        if read == 0 {
             break;
         }
         n += 1;
@@ -148,7 +150,13 @@ pub fn score_stream(p: &mut Pipeline, mut input: impl BufRead, mut output: impl 
             continue;
         }
         st.lines += 1;
-        match p.process(rec, &mut out) {
+        let res = if kept {
+            p.process(rec, &mut out)
+        } else {
+            // never buffered whole: a line with no end must not exhaust memory
+            Err(DecodeError::TooLarge { size: read, limit }.into())
+        };
+        match res {
             Ok(()) => {
                 output.write_all(&out.json).context("writing output")?;
                 output.write_all(b"\n").context("writing output")?;
@@ -170,10 +178,70 @@ pub fn score_stream(p: &mut Pipeline, mut input: impl BufRead, mut output: impl 
     Ok(st)
 }
 
+/// Read one line into `line` (cleared first), keeping at most `limit` bytes of it
+/// plus its line ending. Returns the bytes the line had (0 at the end of input) and
+/// whether it was kept whole; an over-long line is consumed to its end regardless.
+fn read_line_capped(input: &mut impl BufRead, line: &mut Vec<u8>, limit: usize) -> std::io::Result<(usize, bool)> {
+    line.clear();
+    let keep = limit.saturating_add(2); // room for "\r\n"
+    let mut total = 0usize;
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let (chunk, done) = match memchr_nl(buf) {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let room = keep.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = chunk.len();
+        total = total.saturating_add(used);
+        input.consume(used);
+        if done {
+            break;
+        }
+    }
+    Ok((total, line.len() == total))
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
 fn trim_line(l: &[u8]) -> &[u8] {
     let mut e = l.len();
     while e > 0 && (l[e - 1] == b'\n' || l[e - 1] == b'\r') {
         e -= 1;
     }
     &l[..e]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_line_capped;
+    use std::io::BufReader;
+
+    #[test]
+    fn long_lines_are_consumed_but_not_kept() {
+        let long = "x".repeat(100_000);
+        let text = format!("short\r\n{long}\nnext\nlast");
+        // a small buffer so that the long line spans many fills
+        let mut r = BufReader::with_capacity(64, text.as_bytes());
+        let mut line = Vec::new();
+        assert_eq!(read_line_capped(&mut r, &mut line, 10).unwrap(), (7, true));
+        assert_eq!(line, b"short\r\n");
+        assert_eq!(read_line_capped(&mut r, &mut line, 10).unwrap(), (100_001, false));
+        assert!(line.len() <= 12, "kept {} bytes", line.len());
+        assert_eq!(read_line_capped(&mut r, &mut line, 10).unwrap(), (5, true));
+        assert_eq!(line, b"next\n");
+        assert_eq!(read_line_capped(&mut r, &mut line, 10).unwrap(), (4, true));
+        assert_eq!(line, b"last");
+        assert_eq!(read_line_capped(&mut r, &mut line, 10).unwrap(), (0, true));
+    }
 }

@@ -213,7 +213,8 @@ impl PartitionTask {
                     Err(e) => {
                         let code = e.code();
                         self.metrics.emit(DeadLettered { code });
-                        tracing::debug!(offset = r.offset, code, error = %e, "record dead-lettered");
+                        // the reason (which may quote the input) goes to the DLQ header only
+                        tracing::debug!(offset = r.offset, code, "record dead-lettered");
                         self.sinks.dlq(
                             &self.events_topic,
                             p,
