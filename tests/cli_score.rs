@@ -156,58 +156,12 @@ fn fatal_problems_exit_non_zero() {
     );
 }
 
-#[test]
-fn events_stamped_far_past_the_wall_clock_are_rejected() {
-    let (_d, city) = fixture();
-    let line = |id: &str, time: &str| {
-        format!(
-            r#"{{"event_id":"{id}","time":"{time}","type":"login","user_id":"u1","outcome":"success","ip":"81.0.0.10","aal":2}}"#
-        )
-    };
-    let input = [
-        line("past", "2026-03-02T08:00:00Z"),
-        line("future", "2099-01-01T00:00:00Z"),
-        line("after", "2026-03-02T09:00:00Z"),
-    ]
-    .join("\n");
+/// `stepup score` on `input` through stdin (written from a thread, so a large input
+/// cannot deadlock against the output pipes): the decided event ids in output order
+/// and the first error record on stderr.
+fn score_stdin(city: &str, input: String) -> (Vec<String>, Value) {
     let mut child = bin()
-        .args(["score", "--geoip", &city])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let ids: Vec<String> = json_lines(&out.stdout)
-        .iter()
-        .map(|d| d["event_id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(ids, ["past", "after"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let err: Value = stderr
-        .lines()
-        .find(|l| l.starts_with("{\"error\"") || l.starts_with("{\"line\""))
-        .map(|l| serde_json::from_str(l).unwrap())
-        .expect("an error record");
-    assert_eq!(err["line"], 2);
-    assert!(err["error"].as_str().unwrap().contains("ahead of the clock"), "{err}");
-}
-
-#[test]
-fn an_over_long_line_is_rejected_and_the_next_one_scores() {
-    let (_d, city) = fixture();
-    let ok = |id: &str| {
-        format!(
-            r#"{{"event_id":"{id}","time":"2026-03-02T08:00:00Z","type":"login","user_id":"u1","outcome":"success","ip":"81.0.0.10","aal":2}}"#
-        )
-    };
-    // 1 MiB on one line, far over limits.max_event_bytes (64 KiB)
-    let huge = format!(r#"{{"event_id":"big","pad":"{}"}}"#, "x".repeat(1 << 20));
-    let input = [ok("a"), huge.clone(), ok("b")].join("\n");
-    let mut child = bin()
-        .args(["score", "--geoip", &city])
+        .args(["score", "--geoip", city])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -217,18 +171,49 @@ fn an_over_long_line_is_rejected_and_the_next_one_scores() {
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = child.wait_with_output().unwrap();
     writer.join().unwrap().unwrap();
-    assert!(out.status.success());
-    let ids: Vec<String> = json_lines(&out.stdout)
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ids = json_lines(&out.stdout)
         .iter()
         .map(|d| d["event_id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids, ["a", "b"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let err: Value = stderr
+    let err = String::from_utf8_lossy(&out.stderr)
         .lines()
         .find(|l| l.starts_with("{\"error\"") || l.starts_with("{\"line\""))
         .map(|l| serde_json::from_str(l).unwrap())
         .expect("an error record");
+    (ids, err)
+}
+
+fn login_line(id: &str, time: &str) -> String {
+    format!(
+        r#"{{"event_id":"{id}","time":"{time}","type":"login","user_id":"u1","outcome":"success","ip":"81.0.0.10","aal":2}}"#
+    )
+}
+
+#[test]
+fn events_stamped_far_past_the_wall_clock_are_rejected() {
+    let (_d, city) = fixture();
+    let input = [
+        login_line("past", "2026-03-02T08:00:00Z"),
+        login_line("future", "2099-01-01T00:00:00Z"),
+        login_line("after", "2026-03-02T09:00:00Z"),
+    ]
+    .join("\n");
+    let (ids, err) = score_stdin(&city, input);
+    assert_eq!(ids, ["past", "after"]);
+    assert_eq!(err["line"], 2);
+    assert!(err["error"].as_str().unwrap().contains("ahead of the clock"), "{err}");
+}
+
+#[test]
+fn an_over_long_line_is_rejected_and_the_next_one_scores() {
+    let (_d, city) = fixture();
+    // 1 MiB on one line, far over limits.max_event_bytes (64 KiB)
+    let huge = format!(r#"{{"event_id":"big","pad":"{}"}}"#, "x".repeat(1 << 20));
+    let t = "2026-03-02T08:00:00Z";
+    let input = [login_line("a", t), huge.clone(), login_line("b", t)].join("\n");
+    let (ids, err) = score_stdin(&city, input);
+    assert_eq!(ids, ["a", "b"]);
     assert_eq!(err["line"], 2);
     let msg = err["error"].as_str().unwrap();
     assert!(
