@@ -905,9 +905,25 @@ fn rebalance_between_two_workers_moves_state() {
 /// commit during the join phase, which a real broker accepts.)
 #[test]
 fn rebalance_mid_stream_loses_nothing() {
+    join_mid_stream(None);
+}
+
+/// The same with incremental (cooperative-sticky) rebalancing, which an operator
+/// may set through `[kafka] partition.assignment.strategy`: revocations and
+/// assignments then list only the partitions that move.
+#[test]
+fn cooperative_rebalance_mid_stream_loses_nothing() {
+    join_mid_stream(Some("cooperative-sticky"));
+}
+
+fn join_mid_stream(strategy: Option<&str>) {
     init_logs();
     let mock = MockKafka::start(1).unwrap();
-    let s = settings(&mock, 4, |_| {});
+    let s = settings(&mock, 4, |s| {
+        if let Some(st) = strategy {
+            s.kafka.insert("partition.assignment.strategy".into(), st.into());
+        }
+    });
     let evs = workload("m", 24, 16, T0_MS);
     let n = evs.len();
     let a = start(&s, "mid-a");
@@ -939,6 +955,16 @@ fn rebalance_mid_stream_loses_nothing() {
     let decisions = read_distinct(&mock, &s.topics.decisions, 4, n, Duration::from_secs(30));
     let ids: HashSet<String> = decisions.iter().map(event_id).collect();
     assert_eq!(ids.len(), n, "no event lost");
+    if strategy.is_some() {
+        // incremental: the first worker gave up only what moved, so it never had
+        // to park and take back a partition it kept
+        assert_eq!(
+            a.metrics().state_reused.get(),
+            0,
+            "no partition was revoked and re-assigned"
+        );
+        assert_eq!(a.metrics().assigned_partitions.get(), 2);
+    }
     assert_eq!(b.shutdown(), WorkerExit::Clean);
     assert_eq!(a.shutdown(), WorkerExit::Clean);
 }
