@@ -338,9 +338,8 @@ impl MmdbWriter {
         for &old in &order {
             for record in nodes[old] {
                 if let Record::Data(v) = record {
-                    if !value_offsets.contains_key(&v) {
-                        let offset = data.store(&self.values[v])?;
-                        value_offsets.insert(v, offset);
+                    if let std::collections::hash_map::Entry::Vacant(e) = value_offsets.entry(v) {
+                        e.insert(data.store(&self.values[v])?);
                     }
                 }
             }

@@ -100,7 +100,8 @@ impl ModelConfig {
         pos("max_speed_kmh", self.max_speed_kmh)?;
         pos("min_travel_km", self.min_travel_km)?;
         pos("medium", self.medium)?;
-        if !(self.high > self.medium) {
+        // (also rejects NaN)
+        if self.high.partial_cmp(&self.medium) != Some(std::cmp::Ordering::Greater) {
             return Err(format!(
                 "model.high ({}) must be above model.medium ({})",
                 self.high, self.medium

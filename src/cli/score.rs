@@ -135,7 +135,7 @@ pub fn score_stream(p: &mut Pipeline, mut input: impl BufRead, mut output: impl 
     let mut expired = Vec::new();
     let limit = p.shared().settings.limits.max_event_bytes;
     loop {
-        if n % 4096 == 0 {
+        if n.is_multiple_of(4096) {
             p.set_clock(crate::timefmt::now_ms());
             expired.clear();
             p.expire_idle(&mut expired);
