@@ -89,8 +89,8 @@ pub struct WorkerConfig {
     pub signing_key_file: Option<PathBuf>,
 }
 
-/// Everything `score` and `run` need, validated.
-#[derive(Debug, Clone)]
+/// Everything `score` and `run` need, validated. (`Debug` redacts secrets.)
+#[derive(Clone)]
 pub struct Settings {
     pub policy: Policy,
     pub policy_config: PolicyConfig,
@@ -102,7 +102,20 @@ pub struct Settings {
     pub kafka: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("policy_config", &self.policy_config)
+            .field("model", &self.model)
+            .field("limits", &self.limits)
+            .field("topics", &self.topics)
+            .field("worker", &self.worker)
+            .field("kafka", &self.kafka_redacted())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     limits: Limits,
@@ -159,6 +172,23 @@ fn scalar_string(v: &toml::Value) -> Option<String> {
     }
 }
 
+/// The process's `STEPUP_*` variables. Others are never read, so one that is not
+/// Unicode elsewhere in the environment cannot stop the start; a `STEPUP_*` one
+/// that is not Unicode is skipped with a warning.
+pub fn stepup_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter(|(k, _)| k.as_encoded_bytes().starts_with(b"STEPUP_"))
+        .filter_map(|(k, v)| match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => Some((k, v)),
+            (k, _) => {
+                let name = k.unwrap_or_else(|k| k.to_string_lossy().into_owned());
+                tracing::warn!(variable = %name, "environment variable is not valid Unicode: ignored");
+                None
+            }
+        })
+        .collect()
+}
+
 impl Settings {
     /// The embedded defaults alone.
     pub fn default_embedded() -> Result<Self, ConfigError> {
@@ -167,8 +197,7 @@ impl Settings {
 
     /// Defaults → file → the process environment.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("STEPUP_")).collect();
-        Self::load_layers(file, &env)
+        Self::load_layers(file, &stepup_env())
     }
 
     /// Defaults → file → the given `STEPUP_*` variables. Recognised variables:
@@ -364,5 +393,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent.toml"), "{e}");
+        for (toml, key) in [
+            ("[model]\nfailed_burst = 0\n", "model.failed_burst"),
+            ("[model]\nfailed_burst = 10\n", "model.failed_burst"),
+            ("[model]\nfailed_window_min = 0\n", "model.failed_window_min"),
+            (
+                "[model]\ntargeted_attacker_share = 1.5\n",
+                "model.targeted_attacker_share",
+            ),
+            ("[model.weights]\nhour = -1.0\n", "model.weights.hour"),
+            ("[model.weights]\nnetwork = nan\n", "model.weights.network"),
+        ] {
+            std::fs::write(&f, toml).unwrap();
+            let e = Settings::load_layers(Some(&f), &[]).unwrap_err().to_string();
+            assert!(e.contains(key), "{toml:?}: {e}");
+        }
+        std::fs::write(&f, "[model]\nfailed_burst = 9\n").unwrap();
+        assert!(
+            Settings::load_layers(Some(&f), &[]).is_ok(),
+            "8 remembered + the current one"
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let env = [("STEPUP_KAFKA_SASL_PASSWORD".to_string(), "hunter2".to_string())];
+        let s = Settings::load_layers(None, &env).unwrap();
+        assert_eq!(s.kafka["sasl.password"], "hunter2");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2") && shown.contains("<redacted>"), "{shown}");
     }
 }

@@ -193,15 +193,23 @@ fn de_methods<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Methods, D::Erro
     d.deserialize_any(V)
 }
 
-/// Largest identifier we accept (user ids, event ids, device ids): keeps hostile
-/// input from inflating state or outputs.
+/// Longest identifier we accept, in characters (user ids, event ids, device ids,
+/// session ids, group names; the schema's `maxLength`): keeps hostile input from
+/// inflating state or outputs.
 pub const MAX_ID_LEN: usize = 256;
-/// Largest resource name accepted.
+/// Longest resource name accepted, in characters.
 pub const MAX_TEXT_LEN: usize = 1024;
 /// User agents longer than this are cut (at a character boundary).
 pub const MAX_UA_LEN: usize = 1024;
 /// Most IdP groups one event may carry.
 pub const MAX_GROUPS: usize = 256;
+
+/// More than `max` characters? (The byte length bounds the character count from
+/// above, so the common short string costs one comparison.)
+#[inline]
+fn too_long(s: &str, max: usize) -> bool {
+    s.len() > max && s.chars().count() > max
+}
 
 fn id<'a>(v: Option<Cow<'a, str>>, field: &'static str) -> Result<Cow<'a, str>, DecodeError> {
     let v = v.ok_or(DecodeError::Missing(field))?;
@@ -211,10 +219,10 @@ fn id<'a>(v: Option<Cow<'a, str>>, field: &'static str) -> Result<Cow<'a, str>, 
             reason: "empty".into(),
         });
     }
-    if v.len() > MAX_ID_LEN {
+    if too_long(&v, MAX_ID_LEN) {
         return Err(DecodeError::Invalid {
             field,
-            reason: format!("longer than {MAX_ID_LEN} bytes"),
+            reason: format!("longer than {MAX_ID_LEN} characters"),
         });
     }
     Ok(v)
@@ -288,27 +296,27 @@ pub fn decode(bytes: &[u8], limit: usize) -> Result<AuthEvent<'_>, DecodeError> 
     }
     // Strings that become cache keys or outputs are bounded: hostile input must not
     // inflate per-partition caches.
-    if resource.as_ref().is_some_and(|v| v.len() > MAX_TEXT_LEN) {
+    if resource.as_ref().is_some_and(|v| too_long(v, MAX_TEXT_LEN)) {
         return Err(DecodeError::Invalid {
             field: "resource",
-            reason: format!("longer than {MAX_TEXT_LEN} bytes"),
+            reason: format!("longer than {MAX_TEXT_LEN} characters"),
         });
     }
     let session_id = cow(raw.session_id);
-    if session_id.as_ref().is_some_and(|v| v.len() > MAX_ID_LEN) {
+    if session_id.as_ref().is_some_and(|v| too_long(v, MAX_ID_LEN)) {
         return Err(DecodeError::Invalid {
             field: "session_id",
-            reason: format!("longer than {MAX_ID_LEN} bytes"),
+            reason: format!("longer than {MAX_ID_LEN} characters"),
         });
     }
     let groups: Vec<Cow<'_, str>> = raw
         .groups
         .map(|g| g.into_iter().map(|b| b.0).collect())
         .unwrap_or_default();
-    if groups.len() > MAX_GROUPS || groups.iter().any(|g| g.len() > MAX_ID_LEN) {
+    if groups.len() > MAX_GROUPS || groups.iter().any(|g| too_long(g, MAX_ID_LEN)) {
         return Err(DecodeError::Invalid {
             field: "groups",
-            reason: format!("at most {MAX_GROUPS} groups of at most {MAX_ID_LEN} bytes"),
+            reason: format!("at most {MAX_GROUPS} groups of at most {MAX_ID_LEN} characters"),
         });
     }
     // A user agent is evidence, not an identifier: keep a bounded prefix.
@@ -317,10 +325,10 @@ pub fn decode(bytes: &[u8], limit: usize) -> Result<AuthEvent<'_>, DecodeError> 
         Cow::Owned(o) => Cow::Owned(truncate(&o, MAX_UA_LEN).to_string()),
     });
     let device_id = match cow(raw.device_id) {
-        Some(d) if d.len() > MAX_ID_LEN => {
+        Some(d) if too_long(&d, MAX_ID_LEN) => {
             return Err(DecodeError::Invalid {
                 field: "device_id",
-                reason: format!("longer than {MAX_ID_LEN} bytes"),
+                reason: format!("longer than {MAX_ID_LEN} characters"),
             })
         }
         Some(d) if d.is_empty() => None,
@@ -360,6 +368,27 @@ mod tests {
     use super::*;
 
     const OK: &str = r#"{"event_id":"e1","time":"2026-03-02T08:15:03.120Z","type":"login","user_id":"u1","outcome":"success","ip":"81.2.69.142","user_agent":"Mozilla/5.0","aal":2,"methods":["pwd","otp"],"groups":["dev"],"extra":{"ignored":true}}"#;
+
+    /// Limits count characters, as the schema's `maxLength` does: a 256-character
+    /// user id in CJK (768 bytes) is valid; 257 characters are not.
+    #[test]
+    fn length_limits_count_characters() {
+        let with =
+            |field: &str, v: &str| OK.replacen(r#""user_id":"u1""#, &format!(r#""user_id":"u1","{field}":"{v}""#), 1);
+        let cjk = "用".repeat(MAX_ID_LEN);
+        let ok = OK.replace(r#""user_id":"u1""#, &format!(r#""user_id":"{cjk}""#));
+        assert_eq!(
+            decode(ok.as_bytes(), 65536).unwrap().user_id.chars().count(),
+            MAX_ID_LEN
+        );
+        let over = OK.replace(r#""user_id":"u1""#, &format!(r#""user_id":"{cjk}x""#));
+        let e = decode(over.as_bytes(), 65536).unwrap_err();
+        assert!(e.to_string().contains("256 characters"), "{e}");
+        let sid = with("session_id", &"é".repeat(MAX_ID_LEN));
+        assert!(decode(sid.as_bytes(), 65536).is_ok());
+        let sid = with("session_id", &"é".repeat(MAX_ID_LEN + 1));
+        assert!(decode(sid.as_bytes(), 65536).is_err());
+    }
 
     #[test]
     fn decodes_native_event() {

@@ -88,6 +88,31 @@ pub struct Weights {
     pub hosting_network: f64,
 }
 
+impl Weights {
+    fn validate(&self) -> Result<(), String> {
+        let w = [
+            ("network", self.network),
+            ("client", self.client),
+            ("hour", self.hour),
+            ("user_prior", self.user_prior),
+            ("impossible_travel", self.impossible_travel),
+            ("failed_burst", self.failed_burst),
+            ("new_user", self.new_user),
+            ("hard_rule", self.hard_rule),
+            ("new_country_floor", self.new_country_floor),
+            ("new_device_floor", self.new_device_floor),
+            ("familiarity_cap", self.familiarity_cap),
+            ("hosting_network", self.hosting_network),
+        ];
+        for (name, v) in w {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(format!("model.weights.{name} must be a number >= 0, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl ModelConfig {
     pub fn validate(&self) -> Result<(), String> {
         let pos = |name: &str, v: f64| {
@@ -113,7 +138,24 @@ impl ModelConfig {
         if !(1..=3).contains(&self.learn_min_aal) {
             return Err("model.learn_min_aal must be 1, 2 or 3".into());
         }
-        Ok(())
+        // a burst counts the failures a baseline remembers plus the current one
+        let most = crate::baseline::FAIL_RING as u32 + 1;
+        if !(1..=most).contains(&self.failed_burst) {
+            return Err(format!(
+                "model.failed_burst must be 1 to {most} (the failures remembered per user, plus the current one), got {}",
+                self.failed_burst
+            ));
+        }
+        if self.failed_window_min == 0 {
+            return Err("model.failed_window_min must be at least 1".into());
+        }
+        if !(0.0..=1.0).contains(&self.targeted_attacker_share) {
+            return Err(format!(
+                "model.targeted_attacker_share must be between 0 and 1, got {}",
+                self.targeted_attacker_share
+            ));
+        }
+        self.weights.validate()
     }
 
     pub fn level(&self, score: f64) -> Level {

@@ -78,15 +78,6 @@ fn fast_utc(b: &[u8]) -> Option<i64> {
     Some(((days_from_civil(y, mo, d) * 24 + h) * 60 + mi) * 60_000 + sec * 1000 + ms)
 }
 
-/// Parse either an RFC 3339 timestamp or a `YYYY-MM-DD` date (midnight UTC).
-pub fn parse_date_or_time_ms(s: &str) -> Option<i64> {
-    if let Some(ms) = parse_rfc3339_ms(s) {
-        return Some(ms);
-    }
-    let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
-    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
-}
-
 /// Days since 1970-01-01 → (year, month, day). Howard Hinnant's civil_from_days.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -176,9 +167,5 @@ mod tests {
                 assert_eq!(Some(fast), chrono, "{s}");
             }
         }
-        assert_eq!(
-            parse_date_or_time_ms("2026-01-31"),
-            parse_rfc3339_ms("2026-01-31T00:00:00Z")
-        );
     }
 }

@@ -68,7 +68,7 @@ pub struct RunArgs {
 impl RunArgs {
     /// Flags as `STEPUP_*` layers over the environment (validated by the config loader).
     fn env_layers(&self) -> Vec<(String, String)> {
-        let mut env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("STEPUP_")).collect();
+        let mut env: Vec<(String, String)> = crate::config::stepup_env();
         let mut put = |k: &str, v: &Option<String>| {
             if let Some(v) = v {
                 env.push((k.to_string(), v.clone()));

@@ -474,8 +474,15 @@ fn signing_key(settings: &Settings) -> Result<Option<Arc<Vec<u8>>>, WorkerError>
         path: path.display().to_string(),
         source,
     })?;
-    while k.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        k.pop();
+    // A text key (`openssl rand -hex 32 > key`) loses its line ending; a binary key
+    // (`head -c 32 /dev/urandom > key`) is used byte for byte, whatever it ends in.
+    let text = k
+        .iter()
+        .all(|b| b.is_ascii_graphic() || matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    if text {
+        while k.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            k.pop();
+        }
     }
     if k.is_empty() {
         return Err(WorkerError::EmptySigningKey(path.display().to_string()));
@@ -679,5 +686,25 @@ mod tests {
         let r = c.reader("restore");
         assert_eq!(r.get("enable.auto.commit"), Some("false"));
         assert_eq!(r.get("bootstrap.servers"), Some("b:9092"));
+    }
+
+    #[test]
+    fn signing_keys_text_loses_its_line_ending_binary_is_kept_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = |bytes: &[u8]| {
+            let f = dir.path().join("key");
+            std::fs::write(&f, bytes).unwrap();
+            let mut s = Settings::default_embedded().unwrap();
+            s.worker.signing_key_file = Some(f);
+            signing_key(&s).map(|k| k.map(|k| k.to_vec()))
+        };
+        assert_eq!(key(b"0123abcd\n").unwrap().unwrap(), b"0123abcd");
+        assert_eq!(key(b"s3cret\r\n").unwrap().unwrap(), b"s3cret");
+        // random bytes that happen to end in a newline byte stay 32 bytes
+        let mut raw: Vec<u8> = (0u8..31).map(|i| i.wrapping_mul(97).wrapping_add(200)).collect();
+        raw.push(b'\n');
+        assert_eq!(key(&raw).unwrap().unwrap(), raw);
+        assert!(matches!(key(b"\n"), Err(WorkerError::EmptySigningKey(_))));
+        assert!(matches!(key(b"").unwrap_err(), WorkerError::EmptySigningKey(_)));
     }
 }
